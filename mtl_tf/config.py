@@ -1,0 +1,244 @@
+"""Recipes: a YAML file validated strictly into typed configs.
+
+A typo anywhere in a recipe is a `RecipeError` naming the key, the allowed keys and the closest
+match. Task and source sections are validated by the config class their module registers, so a
+new task or source brings its own schema.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used; the message names the file, the key and the problem."""
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- sections
+
+
+class BackboneConfig(Strict):
+    name: Literal["tiny", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large"] = "tiny"
+    weights: str | None = Field(
+        None, description="'imagenet' (downloads), null (random init) or a path to a weights file"
+    )
+    width: int = Field(16, ge=4, description="channels of the first stage (tiny backbone only)")
+
+
+class ModelConfig(Strict):
+    backbone: BackboneConfig = BackboneConfig()
+    split_last_stage: bool = Field(
+        False, description="give every task its own copy of the last backbone stage"
+    )
+
+
+class AugmentConfig(Strict):
+    horizontal_flip: bool = True
+
+
+class DataConfig(Strict):
+    image_size: tuple[int, int] = Field((160, 160), description="model input (height, width)")
+    batch_size: int = Field(16, ge=1)
+    shuffle_buffer: int = Field(1024, ge=1)
+    augment: AugmentConfig = AugmentConfig()
+    train: list[Any] = Field(min_length=1, description="sources of training examples")
+    val: list[Any] = Field(min_length=1, description="sources of validation examples")
+
+    @field_validator("image_size")
+    @classmethod
+    def _multiple_of_32(cls, size):
+        if any(s < 32 or s % 32 for s in size):
+            raise ValueError(f"each side must be a multiple of 32 and >= 32. Received: {list(size)}")
+        return size
+
+
+class OptimizerConfig(Strict):
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0)
+    schedule: Literal["constant", "cosine", "poly"] = "cosine"
+    poly_power: float = Field(0.9, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    clipnorm: float | None = Field(None, gt=0)
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(10, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1, description="default: one pass over train")
+    optimizer: OptimizerConfig = OptimizerConfig()
+    seed: int = 0
+    num_overlays: int = Field(6, ge=0, description="prediction overlays written after training")
+
+
+class Recipe(Strict):
+    name: str = "run"
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    tasks: dict[str, Any] = Field(min_length=1)
+    train: TrainConfig = TrainConfig()
+
+    def to_dict(self) -> dict:
+        """The resolved recipe as plain data (what `fit` writes into the run folder)."""
+        return self.model_dump(mode="json", serialize_as_any=True)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_recipe(path: str | Path, overrides: typing.Sequence[str] = ()) -> Recipe:
+    """Read a YAML recipe, apply `key.sub=value` overrides and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of sections, got {type(raw).__name__}")
+    for override in overrides:
+        apply_override(raw, override, origin=str(path))
+    return recipe_from_dict(raw, origin=str(path))
+
+
+def recipe_from_dict(raw: dict, origin: str = "<recipe>") -> Recipe:
+    """Validate a recipe given as plain data; errors become one readable `RecipeError`.
+
+    The fixed sections are validated first; then each task and source section by the config
+    class its module registers, so their errors carry the same full key path.
+    """
+    from mtl_tf.data.sources import SOURCES
+    from mtl_tf.tasks import TASKS
+
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as err:
+        raise RecipeError(f"{origin}: invalid recipe\n" + _describe(err, Recipe)) from None
+    problems = []
+    for name in list(recipe.tasks):
+        if name not in TASKS:
+            problems.append(f"  tasks.{name}: {_unknown(name, list(TASKS), 'task')}")
+            continue
+        cfg = _validate_section(TASKS[name].Config, recipe.tasks[name] or {}, f"tasks.{name}", problems)
+        recipe.tasks[name] = cfg
+    for split in ("train", "val"):
+        sources = getattr(recipe.data, split)
+        for i, section in enumerate(sources):
+            where = f"data.{split}.{i}"
+            kind = section.get("type") if isinstance(section, dict) else None
+            if kind not in SOURCES:
+                problems.append(f"  {where}.type: {_unknown(kind, list(SOURCES), 'source type')}")
+                continue
+            sources[i] = _validate_section(SOURCES[kind].Config, section, where, problems)
+    if not problems:
+        problems = _class_mismatches(recipe)
+    if problems:
+        raise RecipeError(f"{origin}: invalid recipe\n" + "\n".join(problems))
+    return recipe
+
+
+def _validate_section(config_cls, section, where: str, problems: list[str]):
+    try:
+        return config_cls.model_validate(section)
+    except ValidationError as err:
+        problems.append(_describe(err, config_cls, prefix=where + "."))
+        return None
+
+
+def _class_mismatches(recipe: Recipe) -> list[str]:
+    """Every class a source emits must be listed by the task it labels."""
+    problems = []
+    for split in ("train", "val"):
+        for i, source in enumerate(getattr(recipe.data, split)):
+            for task, cfg in recipe.tasks.items():
+                missing = set(source.class_names(task)) - set(cfg.classes)
+                if missing:
+                    problems.append(
+                        f"  data.{split}.{i}: source '{source.type}' has {task} classes "
+                        f"{sorted(missing)} that are not in tasks.{task}.classes {cfg.classes}"
+                    )
+    return problems
+
+
+def apply_override(raw: dict, override: str, origin: str = "<recipe>") -> None:
+    """Set `a.b.0.c=value` inside nested recipe data; the value is parsed as YAML."""
+    key, sep, value = override.partition("=")
+    if not sep or not key:
+        raise RecipeError(f"{origin}: override must look like key.sub=value. Received: {override!r}")
+    node: Any = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            node = node[_list_index(part, node, override, origin)]
+        else:
+            node = node.setdefault(part, {})
+    last = parts[-1]
+    parsed = yaml.safe_load(value)
+    if isinstance(node, list):
+        node[_list_index(last, node, override, origin)] = parsed
+    elif isinstance(node, dict):
+        node[last] = parsed
+    else:
+        raise RecipeError(f"{origin}: override {override!r}: '{'.'.join(parts[:-1])}' is not a section")
+
+
+def _list_index(part: str, node: list, override: str, origin: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise RecipeError(
+            f"{origin}: override {override!r}: '{part}' is not an index of a list of {len(node)}"
+        )
+    return int(part)
+
+
+def _unknown(name: str, allowed: list[str], kind: str) -> str:
+    close = difflib.get_close_matches(str(name), allowed, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown {kind} '{name}'{hint}; allowed: {', '.join(sorted(allowed))}"
+
+
+def _describe(err: ValidationError, root: type[BaseModel], prefix: str = "") -> str:
+    lines = []
+    for e in err.errors():
+        where = prefix + ".".join(str(p) for p in e["loc"]) if e["loc"] else prefix.rstrip(".") or "<top>"
+        if e["type"] == "extra_forbidden":
+            allowed = _fields_at(root, e["loc"][:-1])
+            lines.append(f"  {where}: {_unknown(e['loc'][-1], allowed, 'key')}")
+        elif e["type"] == "missing":
+            lines.append(f"  {where}: required key is missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            got = "" if e["type"] == "value_error" else f" (got {e.get('input')!r})"
+            lines.append(f"  {where}: {msg}{got}")
+    return "\n".join(lines)
+
+
+def _fields_at(model: Any, loc: tuple) -> list[str]:
+    """Field names of the config class found by walking `loc` down from `model`."""
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part)
+        model = _model_in(field.annotation) if field else None
+    return list(model.model_fields) if model is not None else []
+
+
+def _model_in(annotation: Any):
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,241 @@
+"""Built-in synthetic top-down "aerial" scenes: no download, deterministic by seed.
+
+Each scene is a textured ground with vegetation patches, sometimes a lake, a few roads and
+buildings with shadows, small clutter, and small objects to detect. Surface classes make the
+segmentation mask; objects sit on the surface and are boxed for detection. Object classes are
+imbalanced on purpose (cars common, buses rare) and objects are a few pixels to a few tens of
+pixels across, as in drone footage.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+from pydantic import Field
+
+from mtl_tf.config import Strict
+from mtl_tf.data.example import empty_boxes, empty_mask, pixel_xyxy_to_rel_yxyx
+
+SURFACE_CLASSES = ["ground", "road", "building", "water", "vegetation"]
+OBJECT_CLASSES = ["pedestrian", "cyclist", "car", "bus"]
+GROUND, ROAD, BUILDING, WATER, VEGETATION = range(5)
+PEDESTRIAN, CYCLIST, CAR, BUS = range(4)
+
+# Share of each object class among the objects of a scene.
+OBJECT_FREQUENCY = np.array([0.30, 0.15, 0.47, 0.08])
+# Object size (length, width) as a fraction of the image side, before jitter.
+OBJECT_SIZE = {PEDESTRIAN: (0.035, 0.035), CYCLIST: (0.06, 0.03), CAR: (0.09, 0.05), BUS: (0.19, 0.065)}
+
+
+class SyntheticAerialSource:
+    """A source of synthetic aerial scenes, indexable and deterministic by (seed, index)."""
+
+    class Config(Strict):
+        type: Literal["synthetic_aerial"] = "synthetic_aerial"
+        num_images: int = Field(ge=1)
+        seed: int = 0
+        labels: Literal["both", "boxes", "masks"] = Field(
+            "both", description="which labels the examples carry (the others are flagged missing)"
+        )
+        max_objects: int = Field(12, ge=0)
+
+        def class_names(self, task: str) -> list[str]:
+            return {"detection": OBJECT_CLASSES, "segmentation": SURFACE_CLASSES}.get(task, [])
+
+    def __init__(self, config: Config, image_size: tuple[int, int]):
+        self.config = config
+        self.image_size = tuple(image_size)
+
+    def __len__(self) -> int:
+        return self.config.num_images
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.config.seed, index])
+        image, mask, boxes, classes = render_scene(rng, *self.image_size, self.config.max_objects)
+        has_det = self.config.labels in ("both", "boxes")
+        has_seg = self.config.labels in ("both", "masks")
+        if not has_det:
+            boxes, classes = empty_boxes()
+        if not has_seg:
+            mask = empty_mask(*self.image_size)
+        return {
+            "image": image,
+            "boxes": boxes,
+            "box_classes": classes,
+            "mask": mask,
+            "has_detection": has_det,
+            "has_segmentation": has_seg,
+        }
+
+    def describe(self) -> str:
+        return f"synthetic_aerial(seed={self.config.seed}, labels={self.config.labels})"
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def render_scene(rng: np.random.Generator, height: int, width: int, max_objects: int = 12):
+    """Draw one scene. Returns (image uint8 HxWx3, mask uint8 HxW, boxes rel yxyx, classes)."""
+    side = min(height, width)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    mask = np.full((height, width), GROUND, np.uint8)
+    tint = rng.uniform(-12, 12, 3)
+    ground_color = np.array([150, 130, 95]) + tint + rng.uniform(-15, 15)
+    image = _textured(rng, (height, width), ground_color, contrast=22)
+
+    # Vegetation patches, then a lake in some scenes (the rarer class).
+    veg = _smooth_noise(rng, (height, width), cells=4) > rng.uniform(0.35, 0.75)
+    _paint(image, mask, veg, VEGETATION, _textured(rng, (height, width), np.array([60, 110, 45]) + tint, 30))
+    if rng.random() < 0.4:
+        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+        radius = rng.uniform(0.15, 0.3) * side
+        wobble = (_smooth_noise(rng, (height, width), cells=3) - 0.5) * 0.6 * radius
+        lake = np.hypot(yy - cy, xx - cx) < radius + wobble
+        _paint(image, mask, lake, WATER, _textured(rng, (height, width), [45, 80, 130], 12))
+
+    roads = _draw_roads(rng, image, mask, yy, xx, side)
+    _draw_buildings(rng, image, mask, side)
+    _draw_clutter(rng, image, yy, xx, side)
+    boxes = _draw_objects(rng, image, mask, roads, side, max_objects)
+
+    gain = rng.uniform(0.8, 1.15)
+    image = image * gain + rng.normal(0, 4, image.shape)
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    if boxes:
+        pixel, classes = np.array([b[:4] for b in boxes]), np.array([b[4] for b in boxes], np.int32)
+        rel = np.clip(pixel_xyxy_to_rel_yxyx(pixel, height, width), 0.0, 1.0)
+    else:
+        rel, classes = empty_boxes()
+    return image, mask, rel, classes
+
+
+def _smooth_noise(rng, shape, cells: int) -> np.ndarray:
+    """Low-frequency noise in [0, 1]: a coarse random grid upsampled bicubically."""
+    coarse = rng.random((cells + 1, cells + 1)).astype(np.float32)
+    up = Image.fromarray(coarse, mode="F").resize((shape[1], shape[0]), Image.BICUBIC)
+    field = np.asarray(up)
+    return (field - field.min()) / max(float(np.ptp(field)), 1e-6)
+
+
+def _textured(rng, shape, color, contrast: float) -> np.ndarray:
+    """A colour field with coarse and fine texture."""
+    coarse = _smooth_noise(rng, shape, cells=8) - 0.5
+    fine = rng.normal(0, 0.35, shape)
+    shade = contrast * (coarse + fine)
+    return np.asarray(color, np.float32)[None, None, :] + shade[..., None]
+
+
+def _paint(image, mask, region, cls, texture) -> None:
+    image[region] = texture[region]
+    if cls is not None:
+        mask[region] = cls
+
+
+def _draw_roads(rng, image, mask, yy, xx, side) -> list[tuple[str, float, float]]:
+    """Horizontal and vertical roads with a dashed centre line; returns (axis, centre, half width)."""
+    roads = []
+    asphalt = _textured(rng, image.shape[:2], np.array([95, 95, 100]) + rng.uniform(-10, 10), 10)
+    for _ in range(rng.integers(1, 4)):
+        axis = "h" if rng.random() < 0.5 else "v"
+        coord, extent = (yy, image.shape[0]) if axis == "h" else (xx, image.shape[1])
+        along = xx if axis == "h" else yy
+        centre = rng.uniform(0.15, 0.85) * extent
+        half = rng.uniform(0.045, 0.075) * side
+        region = np.abs(coord - centre) < half
+        _paint(image, mask, region, ROAD, asphalt)
+        dashes = (np.abs(coord - centre) < max(0.5, 0.006 * side)) & ((along // (0.05 * side)) % 2 == 0)
+        image[dashes] = [215, 210, 190]
+        roads.append((axis, centre, half))
+    return roads
+
+
+def _draw_buildings(rng, image, mask, side) -> None:
+    h, w = mask.shape
+    for _ in range(rng.integers(0, 7)):
+        bh, bw = rng.uniform(0.08, 0.25, 2) * side
+        y0, x0 = rng.uniform(0, h - bh), rng.uniform(0, w - bw)
+        y0i, x0i, y1i, x1i = int(y0), int(x0), int(y0 + bh), int(x0 + bw)
+        if (mask[y0i:y1i, x0i:x1i] == ROAD).mean() > 0.1:
+            continue  # buildings stand beside roads, not on them
+        shadow = max(1, int(0.02 * side))
+        image[y0i + shadow : y1i + shadow, x0i + shadow : x1i + shadow] *= 0.55
+        roof = np.array([[170, 70, 55], [120, 120, 125], [200, 190, 170], [90, 60, 50]])[rng.integers(4)]
+        texture = _textured(rng, (y1i - y0i, x1i - x0i), roof, 14)
+        texture[:, : (x1i - x0i) // 2] *= rng.uniform(0.8, 0.95)  # a ridge: two roof halves
+        image[y0i:y1i, x0i:x1i] = texture
+        mask[y0i:y1i, x0i:x1i] = BUILDING
+
+
+def _draw_clutter(rng, image, yy, xx, side) -> None:
+    """Unlabelled distractors: rocks, bushes and litter specks of object-like size."""
+    h, w = image.shape[:2]
+    for _ in range(rng.integers(3, 12)):
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        r = rng.uniform(0.006, 0.02) * side
+        blob = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+        image[blob] = rng.choice([[120, 115, 110], [40, 70, 35], [190, 185, 175]])
+
+
+def _draw_objects(rng, image, mask, roads, side, max_objects) -> list[tuple]:
+    """Objects as (x0, y0, x1, y1, class) in pixels; vehicles drive along roads."""
+    h, w = mask.shape
+    boxes = []
+    count = rng.integers(0, max_objects + 1) if max_objects else 0
+    for cls in rng.choice(4, size=count, p=OBJECT_FREQUENCY):
+        # At least 3 pixels across, so small renders keep every class.
+        length, breadth = np.maximum(np.array(OBJECT_SIZE[cls]) * side * rng.uniform(0.85, 1.2), 3.0)
+        vertical = rng.random() < 0.5
+        if cls in (CAR, BUS, CYCLIST) and roads and rng.random() < 0.85:
+            axis, centre, half = roads[rng.integers(len(roads))]
+            vertical = axis == "v"
+            offset = centre + rng.uniform(-0.6, 0.6) * max(half - breadth / 2, 0)
+            along = rng.uniform(0, (h if vertical else w) - length)
+            cy, cx = (along + length / 2, offset) if vertical else (offset, along + length / 2)
+        else:
+            cy, cx = rng.uniform(length / 2, h - length / 2), rng.uniform(length / 2, w - length / 2)
+        bh, bw = (length, breadth) if vertical else (breadth, length)
+        x0, y0, x1, y1 = cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2
+        _draw_object(rng, image, cls, x0, y0, x1, y1, vertical)
+        boxes.append((max(x0, 0), max(y0, 0), min(x1, w), min(y1, h), int(cls)))
+    return boxes
+
+
+def _draw_object(rng, image, cls, x0, y0, x1, y1, vertical) -> None:
+    xi0, yi0 = max(int(round(x0)), 0), max(int(round(y0)), 0)
+    xi1, yi1 = int(round(x1)), int(round(y1))
+    shadow = max(1, (xi1 - xi0) // 5)
+    image[yi0 + shadow : yi1 + shadow, xi0 + shadow : xi1 + shadow] *= 0.6
+    if cls == PEDESTRIAN:
+        cy, cx, r = (y0 + y1) / 2, (x0 + x1) / 2, (x1 - x0) / 2
+        yy, xx = np.mgrid[yi0:yi1, xi0:xi1]
+        disc = (yy + 0.5 - cy) ** 2 + (xx + 0.5 - cx) ** 2 <= r * r
+        patch = image[yi0:yi1, xi0:xi1]
+        patch[disc[: patch.shape[0], : patch.shape[1]]] = rng.choice([[230, 60, 60], [240, 240, 240], [40, 40, 160], [250, 200, 40]])
+        centre = (int(cy), int(cx))
+        if 0 <= centre[0] < image.shape[0] and 0 <= centre[1] < image.shape[1]:
+            image[centre] = [35, 25, 20]  # a head seen from above
+        return
+    if cls == CYCLIST:
+        image[yi0:yi1, xi0:xi1] = [30, 30, 30]  # the bicycle
+        rider = rng.choice([[220, 50, 50], [50, 160, 220], [240, 220, 60]])
+        if vertical:
+            image[yi0 + (yi1 - yi0) // 3 : yi1 - (yi1 - yi0) // 3, xi0:xi1] = rider
+        else:
+            image[yi0:yi1, xi0 + (xi1 - xi0) // 3 : xi1 - (xi1 - xi0) // 3] = rider
+        return
+    palette = [[200, 30, 30], [230, 230, 230], [30, 30, 35], [40, 80, 170], [170, 170, 175]]
+    if cls == BUS:
+        palette = [[240, 200, 30], [235, 235, 235], [190, 40, 40]]
+    image[yi0:yi1, xi0:xi1] = palette[rng.integers(len(palette))]
+    # Windscreen: a dark band across the front quarter.
+    if vertical:
+        q = max(1, (yi1 - yi0) // 4)
+        image[yi0 + q // 2 : yi0 + q, xi0 + 1 : xi1 - 1] = [25, 35, 45]
+    else:
+        q = max(1, (xi1 - xi0) // 4)
+        image[yi0 + 1 : yi1 - 1, xi0 + q // 2 : xi0 + q] = [25, 35, 45]
+    if cls == BUS:  # roof units
+        cy, cx = (yi0 + yi1) // 2, (xi0 + xi1) // 2
+        image[cy - 1 : cy + 1, cx - 2 : cx + 2] = [120, 120, 120]

@@ -1,0 +1,1 @@
+"""Evaluation: the field's standard metrics, computed outside the graph from predictions."""

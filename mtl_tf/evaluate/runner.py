@@ -1,0 +1,47 @@
+"""Run a model over evaluation batches and feed every task's evaluator.
+
+The model is reached through `infer(images) -> {task: raw output}`, so a Keras model and,
+later, an exported artifact go through the same evaluators.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+Infer = Callable[[np.ndarray], dict]
+
+
+def keras_infer(model) -> Infer:
+    """`infer` for a Keras model: one compiled forward pass per batch, in inference mode."""
+    forward = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+    return lambda images: forward(tf.convert_to_tensor(images))
+
+
+def evaluate(infer: Infer, tasks: dict, batches, progress: bool = False, max_batches: int | None = None) -> dict:
+    """{task: metrics dict} over `batches` of raw examples (see data.pipeline.evaluation_batches)."""
+    evaluators = {name: task.evaluator() for name, task in tasks.items()}
+    iterator = batches.as_numpy_iterator() if hasattr(batches, "as_numpy_iterator") else batches
+    if progress:
+        iterator = tqdm(iterator, desc="evaluate", unit="batch", leave=False)
+    for i, batch in enumerate(iterator):
+        if max_batches is not None and i >= max_batches:
+            break
+        raw = infer(batch["image"])
+        for name, task in tasks.items():
+            predictions = {k: np.asarray(v) for k, v in task.postprocess(raw[name]).items()}
+            task.update_evaluator(evaluators[name], batch, predictions)
+    return {name: ev.result() for name, ev in evaluators.items()}
+
+
+def scalar_metrics(results: dict) -> dict[str, float]:
+    """Flatten {task: {metric: value}} to {"<task>_<metric>": value} for scalar values only."""
+    return {
+        f"{task}_{key}": float(value)
+        for task, metrics in results.items()
+        for key, value in metrics.items()
+        if isinstance(value, (int, float))
+    }

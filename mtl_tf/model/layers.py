@@ -1,0 +1,85 @@
+"""Small custom layers, registered so `.keras` files reload without extra arguments."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+_CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="mtl_tf")
+class ImageNormalization(keras.layers.Layer):
+    """uint8 (or float 0..255) RGB images -> the input range a backbone was trained with.
+
+    modes: "tf" scales to [-1, 1]; "caffe" flips to BGR and subtracts the ImageNet mean (ResNet-50);
+    "raw" only casts (backbones that normalize inside, like MobileNetV3).
+    """
+
+    def __init__(self, mode: str = "tf", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("tf", "caffe", "raw"):
+            raise ValueError(f"mode must be 'tf', 'caffe' or 'raw'. Received: mode={mode!r}")
+        self.mode = mode
+
+    def call(self, images):
+        x = ops.cast(images, "float32")
+        if self.mode == "tf":
+            return x / 127.5 - 1.0
+        if self.mode == "caffe":
+            return ops.flip(x, axis=-1) - ops.convert_to_tensor(_CAFFE_BGR_MEAN, "float32")
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="mtl_tf")
+class L2Normalization(keras.layers.Layer):
+    """SSD's channel-wise L2 normalization with a learned per-channel scale (init 20)."""
+
+    def __init__(self, scale_init: float = 20.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale_init = scale_init
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(
+            name="scale",
+            shape=(input_shape[-1],),
+            initializer=keras.initializers.Constant(self.scale_init),
+        )
+
+    def call(self, x):
+        return x * ops.rsqrt(ops.sum(ops.square(x), axis=-1, keepdims=True) + 1e-10) * self.scale
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "scale_init": self.scale_init}
+
+
+def conv_bn_relu(x, filters: int, kernel: int, strides: int = 1, name: str = "", relu: bool = True):
+    """Conv (no bias) + BatchNorm (+ ReLU), the building block of our own stages and heads."""
+    x = keras.layers.Conv2D(filters, kernel, strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def residual_block(x, filters: int, strides: int, name: str, bottleneck: bool = False):
+    """A ResNet block (basic or bottleneck) with a projection shortcut when the shape changes."""
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = conv_bn_relu(x, filters, 1, strides, name=f"{name}_proj", relu=False)
+    if bottleneck:
+        y = conv_bn_relu(x, filters // 4, 1, name=f"{name}_a")
+        y = conv_bn_relu(y, filters // 4, 3, strides, name=f"{name}_b")
+        y = conv_bn_relu(y, filters, 1, name=f"{name}_c", relu=False)
+    else:
+        y = conv_bn_relu(x, filters, 3, strides, name=f"{name}_a")
+        y = conv_bn_relu(y, filters, 3, name=f"{name}_b", relu=False)
+    y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
+    return keras.layers.ReLU(name=f"{name}_out")(y)

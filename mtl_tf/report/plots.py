@@ -1,0 +1,71 @@
+"""Learning curves per task on one figure, and prediction-vs-truth overlays."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def read_history(path: str | Path) -> dict[str, list[float]]:
+    """history.csv (Keras CSVLogger) -> {column: values}."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns = rows[0].keys() if rows else []
+    return {c: [float(r[c]) if r[c] not in ("", None) else np.nan for r in rows] for c in columns}
+
+
+def plot_curves(history: dict[str, list[float]], tasks: dict, path: str | Path) -> None:
+    """One column per task: its train/val loss on top, its validation metrics below, so the
+    different learning paces of the tasks can be compared at a glance."""
+    names = list(tasks)
+    fig, axes = plt.subplots(2, len(names), figsize=(4.2 * len(names), 6), squeeze=False)
+    epochs = np.arange(1, len(history.get("epoch", [])) + 1)
+    for col, name in enumerate(names):
+        loss_ax, metric_ax = axes[0, col], axes[1, col]
+        for key, style in ((f"{name}_loss", "-"), (f"val_{name}_loss", "--")):
+            if key in history:
+                loss_ax.plot(epochs, history[key], style, marker=".", label=key)
+        loss_ax.set_title(f"{name}: loss")
+        loss_ax.set_yscale("log")
+        prefix = f"val_{name}_"
+        for key, values in history.items():
+            if key.startswith(prefix) and key != f"val_{name}_loss":
+                metric_ax.plot(epochs, values, marker=".", label=key.removeprefix(prefix))
+        metric_ax.set_title(f"{name}: validation metrics")
+        metric_ax.set_ylim(0, 1)
+        metric_ax.set_xlabel("epoch")
+        for ax in (loss_ax, metric_ax):
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_overlays(images, truths: list[dict], predictions: list[dict], tasks: dict, path: str | Path) -> None:
+    """A grid: one row per image, prediction then ground truth for each task."""
+    rows = len(images)
+    cols = 2 * len(tasks)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.4 * rows), squeeze=False)
+    for r, image in enumerate(images):
+        for t, (name, task) in enumerate(tasks.items()):
+            for c, (labels, kind) in enumerate(((predictions[r], "prediction"), (truths[r], "truth"))):
+                ax = axes[r, 2 * t + c]
+                ax.imshow(image)
+                if labels.get(task.has_key, True):
+                    task.draw(ax, image, labels)
+                else:
+                    ax.text(0.5, 0.5, "no label", transform=ax.transAxes, ha="center", color="white")
+                ax.set_axis_off()
+                if r == 0:
+                    ax.set_title(f"{name}: {kind}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

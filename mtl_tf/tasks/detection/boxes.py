@@ -1,0 +1,76 @@
+"""Box geometry in TensorFlow: IoU, SSD matching and the centre/size box coder.
+
+All boxes are normalized (ymin, xmin, ymax, xmax); anchors are normalized (cy, cx, h, w).
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+# Largest decoded size change, so an untrained head cannot overflow exp().
+MAX_LOG_SCALE = math.log(1000.0 / 16)
+
+
+def iou_matrix(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """IoU of every box in a [A, 4] with every box in b [N, 4] -> [A, N]."""
+    a = a[:, None, :]
+    b = b[None, :, :]
+    inter_h = tf.maximum(tf.minimum(a[..., 2], b[..., 2]) - tf.maximum(a[..., 0], b[..., 0]), 0.0)
+    inter_w = tf.maximum(tf.minimum(a[..., 3], b[..., 3]) - tf.maximum(a[..., 1], b[..., 1]), 0.0)
+    inter = inter_h * inter_w
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / tf.maximum(area_a + area_b - inter, 1e-12)
+
+
+def match_anchors(anchor_corners: tf.Tensor, gt_boxes: tf.Tensor, threshold: float) -> tf.Tensor:
+    """SSD matching: index of the matched ground-truth box per anchor, -1 for background.
+
+    An anchor matches the box it overlaps most when that IoU >= threshold; in addition every
+    ground-truth box claims the anchor it overlaps most, so no object is left unmatched.
+    """
+    num_anchors = tf.shape(anchor_corners)[0]
+
+    def _match():
+        iou = iou_matrix(anchor_corners, gt_boxes)
+        best_gt = tf.argmax(iou, axis=1, output_type=tf.int32)
+        matched = tf.where(tf.reduce_max(iou, axis=1) >= threshold, best_gt, -1)
+        best_anchor = tf.argmax(iou, axis=0, output_type=tf.int32)
+        gt_ids = tf.range(tf.shape(gt_boxes)[0], dtype=tf.int32)
+        return tf.tensor_scatter_nd_update(matched, best_anchor[:, None], gt_ids)
+
+    return tf.cond(
+        tf.shape(gt_boxes)[0] > 0, _match, lambda: tf.fill([num_anchors], tf.constant(-1, tf.int32))
+    )
+
+
+def encode_boxes(boxes: tf.Tensor, anchors: tf.Tensor, variance) -> tf.Tensor:
+    """Corner boxes [.., 4] -> SSD regression targets relative to anchors (cy, cx, h, w)."""
+    variance = tf.constant(variance, tf.float32)
+    h = tf.maximum(boxes[..., 2] - boxes[..., 0], 1e-6)
+    w = tf.maximum(boxes[..., 3] - boxes[..., 1], 1e-6)
+    cy = boxes[..., 0] + h / 2
+    cx = boxes[..., 1] + w / 2
+    deltas = tf.stack(
+        [
+            (cy - anchors[..., 0]) / anchors[..., 2],
+            (cx - anchors[..., 1]) / anchors[..., 3],
+            tf.math.log(h / anchors[..., 2]),
+            tf.math.log(w / anchors[..., 3]),
+        ],
+        axis=-1,
+    )
+    return deltas / variance
+
+
+def decode_boxes(deltas: tf.Tensor, anchors: tf.Tensor, variance) -> tf.Tensor:
+    """Inverse of `encode_boxes`: regression outputs [.., A, 4] -> corner boxes [.., A, 4]."""
+    deltas = deltas * tf.constant(variance, tf.float32)
+    log_size = tf.minimum(deltas[..., 2:], MAX_LOG_SCALE)
+    cy = deltas[..., 0] * anchors[..., 2] + anchors[..., 0]
+    cx = deltas[..., 1] * anchors[..., 3] + anchors[..., 1]
+    h = tf.exp(log_size[..., 0]) * anchors[..., 2]
+    w = tf.exp(log_size[..., 1]) * anchors[..., 3]
+    return tf.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)

@@ -1,0 +1,225 @@
+"""The detection task: SSD head, anchor matching, multibox loss, decode + NMS, VOC mAP."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import tensorflow as tf
+from pydantic import Field, field_validator, model_validator
+
+from mtl_tf.config import Strict
+from mtl_tf.data.example import empty_boxes, rel_yxyx_to_pixel_xyxy
+from mtl_tf.evaluate.detection import VOCDetectionEvaluator
+from mtl_tf.tasks.base import Task
+from mtl_tf.tasks.detection import anchors as anchor_lib
+from mtl_tf.tasks.detection.boxes import decode_boxes, encode_boxes, match_anchors
+from mtl_tf.tasks.detection.head import build_ssd_head
+from mtl_tf.tasks.detection.loss import ssd_loss
+
+
+class DetectionConfig(Strict):
+    classes: list[str] = Field(min_length=1)
+    loss_weight: float = Field(1.0, ge=0)
+    feature_levels: int = Field(6, ge=3, le=8, description="C3, C4, C5 + extra downsampling stages")
+    extra_channels: int = Field(128, ge=8)
+    l2_normalized_levels: int = Field(2, ge=0)
+    min_scale: float = Field(0.1, gt=0, lt=1)
+    max_scale: float = Field(0.9, gt=0, le=1)
+    aspect_ratios: list[float] | list[list[float]] = Field(
+        [1.0, 2.0, 0.5], description="one list for every level, or one list per level"
+    )
+    match_iou: float = Field(0.5, gt=0, le=1)
+    neg_pos_ratio: float = Field(3.0, gt=0)
+    min_negatives: int = Field(0, ge=0, description="hard negatives per labelled image with no object")
+    box_variance: tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
+    nms_iou: float = Field(0.45, gt=0, le=1)
+    score_threshold: float = Field(0.01, ge=0, lt=1)
+    max_detections: int = Field(100, ge=1)
+
+    @field_validator("classes")
+    @classmethod
+    def _unique(cls, classes):
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"class names must be unique. Received: {classes}")
+        return classes
+
+    @model_validator(mode="after")
+    def _levels(self):
+        if self.min_scale >= self.max_scale:
+            raise ValueError(f"min_scale ({self.min_scale}) must be below max_scale ({self.max_scale})")
+        if self.l2_normalized_levels > self.feature_levels:
+            raise ValueError("l2_normalized_levels cannot exceed feature_levels")
+        ratios = self.aspect_ratios
+        if ratios and isinstance(ratios[0], list) and len(ratios) != self.feature_levels:
+            raise ValueError(
+                f"aspect_ratios has {len(ratios)} per-level lists but feature_levels is {self.feature_levels}"
+            )
+        return self
+
+    def per_level_ratios(self) -> list[list[float]]:
+        if self.aspect_ratios and isinstance(self.aspect_ratios[0], list):
+            return [list(r) for r in self.aspect_ratios]
+        return [list(self.aspect_ratios)] * self.feature_levels
+
+
+class DetectionTask(Task):
+    """Boxes of `classes`; raw output [B, A, 4 + C + 1] (box deltas, then logits, 0 = background)."""
+
+    name: ClassVar[str] = "detection"
+    Config: ClassVar = DetectionConfig
+    primary_metric: ClassVar[str] = "map50"
+    taps: ClassVar[tuple[str, ...]] = ("C3", "C4", "C5")
+
+    def __init__(self, config: DetectionConfig, image_size):
+        super().__init__(config, image_size)
+        ratios = config.per_level_ratios()
+        self.anchors = anchor_lib.generate_anchors(
+            self.image_size, config.feature_levels, config.min_scale, config.max_scale, ratios
+        )
+        self.anchor_corners = anchor_lib.centre_to_corners(self.anchors)
+        self.boxes_per_location = [anchor_lib.boxes_per_location(r) for r in ratios]
+
+    @property
+    def num_anchors(self) -> int:
+        return len(self.anchors)
+
+    # -- data side --------------------------------------------------------------------
+    def example_spec(self):
+        return {
+            "boxes": tf.TensorSpec([None, 4], tf.float32),
+            "box_classes": tf.TensorSpec([None], tf.int32),
+        }
+
+    def placeholder(self):
+        boxes, classes = empty_boxes()
+        return {"boxes": boxes, "box_classes": classes}
+
+    def remap_classes(self, example, lookup):
+        classes = np.asarray(example["box_classes"], np.int64).reshape(-1)
+        unknown = classes[(classes < 0) | (classes >= len(lookup))]
+        if unknown.size:
+            return f"box class ids {sorted(set(unknown.tolist()))} are not in the source's {len(lookup)} classes"
+        example["box_classes"] = lookup[classes].astype(np.int32)
+        return None
+
+    def check_example(self, example):
+        boxes = np.asarray(example["boxes"], np.float32).reshape(-1, 4)
+        classes = np.asarray(example["box_classes"]).reshape(-1)
+        if len(boxes) != len(classes):
+            return f"{len(boxes)} boxes but {len(classes)} box classes"
+        if len(boxes) and ((boxes < 0).any() or (boxes > 1).any()):
+            return "box coordinates outside [0, 1] (boxes are normalized ymin, xmin, ymax, xmax)"
+        if len(boxes) and ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])).any():
+            return "a box with zero or negative area"
+        if len(classes) and (classes.min() < 0 or classes.max() >= len(self.classes)):
+            return f"box class id {int(classes.max())} outside 0..{len(self.classes) - 1}"
+        return None
+
+    def encode(self, example):
+        """Targets [A, 5] (encoded deltas, class with 0 = background) and weight has_detection."""
+        boxes = tf.reshape(tf.cast(example["boxes"], tf.float32), [-1, 4])
+        classes = tf.cast(tf.reshape(example["box_classes"], [-1]), tf.int32)
+        matched = match_anchors(tf.constant(self.anchor_corners), boxes, self.config.match_iou)
+        # Unmatched anchors point at a dummy row appended after the real boxes (which may be none).
+        index = tf.where(matched >= 0, matched, tf.shape(boxes)[0])
+        gt = tf.gather(tf.concat([boxes, [[0.0, 0.0, 1.0, 1.0]]], 0), index)
+        deltas = encode_boxes(gt, tf.constant(self.anchors), self.config.box_variance)
+        deltas = tf.where(matched[:, None] >= 0, deltas, 0.0)
+        target_class = tf.gather(tf.concat([classes + 1, [0]], 0), index)
+        target = tf.concat([deltas, tf.cast(target_class, tf.float32)[:, None]], axis=-1)
+        return target, tf.cast(example[self.has_key], tf.float32)
+
+    # -- model side -------------------------------------------------------------------
+    def build_head(self, features):
+        expected = anchor_lib.feature_sizes(self.image_size, 3)
+        got = [tuple(features[t].shape[1:3]) for t in self.taps]
+        if got != expected:
+            raise ValueError(f"backbone taps have sizes {got}, the anchors assume {expected}")
+        cfg = self.config
+        return build_ssd_head(
+            features,
+            num_levels=cfg.feature_levels,
+            boxes_per_location=self.boxes_per_location,
+            num_classes=len(self.classes),
+            extra_channels=cfg.extra_channels,
+            l2_normalized_levels=cfg.l2_normalized_levels,
+            name=self.name,
+        )
+
+    def loss(self, y_true, y_pred, sample_weight):
+        return ssd_loss(y_true, y_pred, sample_weight, self.config.neg_pos_ratio, self.config.min_negatives)
+
+    def decode(self, raw):
+        """Raw output -> (boxes [B, A, 4] normalized yxyx, class probabilities [B, A, C + 1])."""
+        raw = tf.convert_to_tensor(raw, tf.float32)
+        boxes = decode_boxes(raw[..., :4], tf.constant(self.anchors), self.config.box_variance)
+        return tf.clip_by_value(boxes, 0.0, 1.0), tf.nn.softmax(raw[..., 4:], axis=-1)
+
+    def postprocess(self, raw):
+        """Per-class NMS -> boxes [B, K, 4], scores [B, K], classes [B, K], num_detections [B]."""
+        boxes, probs = self.decode(raw)
+        cfg = self.config
+        nms = tf.image.combined_non_max_suppression(
+            boxes[:, :, None, :],
+            probs[..., 1:],
+            max_output_size_per_class=cfg.max_detections,
+            max_total_size=cfg.max_detections,
+            iou_threshold=cfg.nms_iou,
+            score_threshold=cfg.score_threshold,
+            clip_boxes=False,
+        )
+        return {
+            "boxes": nms.nmsed_boxes,
+            "scores": nms.nmsed_scores,
+            "classes": tf.cast(nms.nmsed_classes, tf.int32),
+            "num_detections": nms.valid_detections,
+        }
+
+    # -- evaluation and reports -------------------------------------------------------
+    def evaluator(self):
+        return VOCDetectionEvaluator(self.classes, iou_threshold=0.5)
+
+    def update_evaluator(self, evaluator, batch, predictions):
+        for i in np.flatnonzero(batch[self.has_key]):
+            keep = batch["box_classes"][i] >= 0  # padding rows have class -1
+            n = int(predictions["num_detections"][i])
+            evaluator.add_image(
+                batch["boxes"][i][keep],
+                batch["box_classes"][i][keep],
+                predictions["boxes"][i][:n],
+                predictions["scores"][i][:n],
+                predictions["classes"][i][:n],
+            )
+
+    def labels_from_prediction(self, prediction, index, min_score: float = 0.3):
+        n = int(prediction["num_detections"][index])
+        keep = prediction["scores"][index][:n] >= min_score
+        return {
+            "boxes": prediction["boxes"][index][:n][keep],
+            "box_classes": prediction["classes"][index][:n][keep],
+            "scores": prediction["scores"][index][:n][keep],
+        }
+
+    def draw(self, ax, image, labels, alpha=0.45):
+        import matplotlib.patches as patches
+
+        h, w = image.shape[:2]
+        keep = np.asarray(labels["box_classes"]) >= 0
+        boxes = rel_yxyx_to_pixel_xyxy(np.asarray(labels["boxes"])[keep], h, w)
+        classes = np.asarray(labels["box_classes"])[keep]
+        scores = labels.get("scores")
+        colours = _palette(len(self.classes))
+        for j, ((x0, y0, x1, y1), c) in enumerate(zip(boxes, classes)):
+            colour = colours[int(c)]
+            ax.add_patch(patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1.2, ec=colour))
+            text = self.classes[int(c)] + (f" {scores[j]:.2f}" if scores is not None else "")
+            ax.text(x0, y0, text, fontsize=5, color="white", va="bottom",
+                    bbox=dict(fc=colour, ec="none", pad=0.5, alpha=0.8))
+
+
+def _palette(n: int) -> list:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return [cmap(i % 10) for i in range(n)]

@@ -1,0 +1,124 @@
+"""Semantic segmentation with an FCN head with one skip connection (FCN-16s style)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import keras
+import numpy as np
+import tensorflow as tf
+from pydantic import Field, field_validator
+
+from mtl_tf.config import Strict
+from mtl_tf.data.example import IGNORE, empty_mask
+from mtl_tf.evaluate.segmentation import ConfusionMatrixEvaluator
+from mtl_tf.tasks.base import Task
+
+_cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
+
+
+class SegmentationConfig(Strict):
+    classes: list[str] = Field(min_length=2)
+    loss_weight: float = Field(1.0, ge=0)
+
+    @field_validator("classes")
+    @classmethod
+    def _unique(cls, classes):
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"class names must be unique. Received: {classes}")
+        return classes
+
+
+def build_fcn_head(features: dict, num_classes: int, image_size, name: str = "segmentation"):
+    """1x1 class scores on C5 and C4, C5's upsampled to C4's size and summed, then upsampled
+    bilinearly to the input size. Returns logits [B, H, W, num_classes]."""
+    c4, c5 = features["C4"], features["C5"]
+    score5 = keras.layers.Conv2D(num_classes, 1, name=f"{name}_score5")(c5)
+    score4 = keras.layers.Conv2D(num_classes, 1, name=f"{name}_score4")(c4)
+    up5 = keras.layers.Resizing(*c4.shape[1:3], interpolation="bilinear", name=f"{name}_up2")(score5)
+    fused = keras.layers.Add(name=f"{name}_skip")([up5, score4])
+    return keras.layers.Resizing(*image_size, interpolation="bilinear", name=f"{name}_upsample")(fused)
+
+
+class SegmentationTask(Task):
+    """Per-pixel classes; raw output: logits [B, H, W, C]. Pixels labelled IGNORE are skipped."""
+
+    name: ClassVar[str] = "segmentation"
+    Config: ClassVar = SegmentationConfig
+    primary_metric: ClassVar[str] = "miou"
+    taps: ClassVar[tuple[str, ...]] = ("C4", "C5")
+
+    # -- data side --------------------------------------------------------------------
+    def example_spec(self):
+        return {"mask": tf.TensorSpec([None, None], tf.uint8)}
+
+    def placeholder(self):
+        return {"mask": empty_mask(*self.image_size)}
+
+    def remap_classes(self, example, lookup):
+        mask = np.asarray(example["mask"])
+        values = np.unique(mask)
+        unknown = values[(values >= len(lookup)) & (values != IGNORE)]
+        if unknown.size:
+            return f"mask values {unknown.tolist()} are not in the source's {len(lookup)} classes or {IGNORE}"
+        table = np.full(256, IGNORE, np.uint8)
+        table[: len(lookup)] = lookup
+        example["mask"] = table[mask]
+        return None
+
+    def check_example(self, example):
+        mask = np.asarray(example["mask"])
+        if mask.shape != tuple(np.asarray(example["image"]).shape[:2]):
+            return f"mask of shape {mask.shape} for an image of shape {np.asarray(example['image']).shape}"
+        values = np.unique(mask)
+        bad = values[(values >= len(self.classes)) & (values != IGNORE)]
+        if bad.size:
+            return f"mask values {bad.tolist()} are not class ids 0..{len(self.classes) - 1} or {IGNORE}"
+        return None
+
+    def encode(self, example):
+        """Target: class ids [H, W] (IGNORE -> 0); weight: has_segmentation * (mask != IGNORE)."""
+        mask = tf.cast(example["mask"], tf.int32)
+        labelled = tf.cast(mask != IGNORE, tf.float32) * tf.cast(example[self.has_key], tf.float32)
+        return tf.where(mask == IGNORE, 0, mask), labelled
+
+    # -- model side -------------------------------------------------------------------
+    def build_head(self, features):
+        return build_fcn_head(features, len(self.classes), self.image_size, name=self.name)
+
+    def loss(self, y_true, y_pred, sample_weight):
+        """Cross-entropy averaged over labelled pixels (per-pixel Keras sample weights)."""
+        weights = tf.cast(sample_weight, tf.float32)
+        total = _cross_entropy(y_true, y_pred, sample_weight=weights)
+        return total / tf.maximum(tf.reduce_sum(weights), 1.0)
+
+    def postprocess(self, raw):
+        return {"mask": tf.cast(tf.argmax(raw, axis=-1), tf.uint8)}
+
+    # -- evaluation and reports -------------------------------------------------------
+    def evaluator(self):
+        return ConfusionMatrixEvaluator(self.classes)
+
+    def update_evaluator(self, evaluator, batch, predictions):
+        for i in np.flatnonzero(batch[self.has_key]):
+            evaluator.add_image(batch["mask"][i], predictions["mask"][i])
+
+    def labels_from_prediction(self, prediction, index):
+        return {"mask": prediction["mask"][index]}
+
+    def draw(self, ax, image, labels, alpha=0.45):
+        colours = segmentation_colours(len(self.classes))
+        mask = np.asarray(labels["mask"])
+        overlay = np.zeros(mask.shape + (4,), np.float32)
+        known = mask != IGNORE
+        overlay[known, :3] = colours[mask[known]]
+        overlay[known, 3] = alpha
+        ax.imshow(overlay, interpolation="nearest")
+
+
+def segmentation_colours(n: int) -> np.ndarray:
+    """A fixed RGB colour per class in [0, 1]."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["Set2" if n <= 8 else "tab20"]
+    return np.array([cmap(i % cmap.N)[:3] for i in range(n)], np.float32)

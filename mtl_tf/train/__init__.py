@@ -1,0 +1,1 @@
+"""Training: optimizers, callbacks and the `fit` job that writes a run folder."""

@@ -1,0 +1,152 @@
+"""The `fit` job: recipe in, run folder out.
+
+A run folder holds: recipe.yaml (resolved), model.keras, history.csv, logs/ (TensorBoard),
+metrics.json (final per-task validation metrics), curves.png and predictions.png. While
+training, backup/ holds the state to resume from after an interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import yaml
+
+from mtl_tf.config import Recipe
+from mtl_tf.data import pipeline
+from mtl_tf.evaluate.runner import evaluate, keras_infer
+from mtl_tf.model.multitask import MultitaskModel
+from mtl_tf.report.plots import plot_curves, plot_overlays, read_history
+from mtl_tf.train.callbacks import TaskEvaluation
+from mtl_tf.train.optim import build_optimizer
+
+BACKUP = "backup"
+
+
+class RunFolderError(ValueError):
+    """The chosen run folder cannot be used."""
+
+
+def resolve_run_dir(out: str | Path | None, name: str, root: str | Path = "runs") -> Path:
+    """`out` if given; else runs/<name>, or runs/<name>-N when earlier runs finished there.
+
+    A folder holding an unfinished run (a backup/ inside) is reused, which resumes it; an
+    explicit `out` holding a finished run is refused rather than overwritten.
+    """
+    if out is not None:
+        run = Path(out)
+        if (run / "model.keras").exists() and not (run / BACKUP).exists():
+            raise RunFolderError(f"{run} already holds a finished run; choose another --out")
+        return run
+    run, n = Path(root) / name, 0
+    while (run / "model.keras").exists() and not (run / BACKUP).exists():
+        n += 1
+        run = Path(root) / f"{name}-{n}"
+    return run
+
+
+def build_model(recipe: Recipe) -> MultitaskModel:
+    return MultitaskModel(
+        backbone=recipe.model.backbone.model_dump(),
+        tasks=recipe.tasks,
+        image_size=recipe.data.image_size,
+        split_last_stage=recipe.model.split_last_stage,
+        name=f"{recipe.name}_model",
+    )
+
+
+def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto") -> Path:
+    """Train the recipe's model and write its run folder; returns the folder."""
+    started = time.perf_counter()
+    run = resolve_run_dir(out, recipe.name)
+    resuming = (run / BACKUP).exists()
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    keras.utils.set_random_seed(recipe.train.seed)
+    data = recipe.data
+
+    model = build_model(recipe)
+    tasks = model.tasks
+    train_reader = pipeline.ExampleReader(data.train, tasks, data.image_size)
+    val_reader = pipeline.ExampleReader(data.val, tasks, data.image_size)
+    train_examples = pipeline.examples_dataset(train_reader)
+    val_examples = pipeline.examples_dataset(val_reader)
+    steps = recipe.train.steps_per_epoch or pipeline.steps_per_epoch(len(train_reader), data.batch_size)
+    epochs = recipe.train.epochs
+    print(
+        f"run {run}{' (resuming)' if resuming else ''}: {len(train_reader)} train / {len(val_reader)} val "
+        f"examples, tasks {', '.join(tasks)}, {model.count_params():,} parameters, "
+        f"{epochs} epochs x {steps} steps"
+    )
+
+    model.compile(optimizer=build_optimizer(recipe.train.optimizer, steps * epochs))
+    evaluation = TaskEvaluation(tasks, pipeline.evaluation_batches(val_examples, data.batch_size))
+    callbacks = [
+        evaluation,  # first: it adds val_<task>_<metric> to the logs the others record
+        keras.callbacks.CSVLogger(str(run / "history.csv"), append=resuming),
+        keras.callbacks.TensorBoard(str(run / "logs"), profile_batch=0),
+        keras.callbacks.BackupAndRestore(str(run / BACKUP)),
+    ]
+    model.fit(
+        pipeline.training_batches(
+            train_examples, tasks, data.batch_size, data.shuffle_buffer, recipe.train.seed,
+            horizontal_flip=data.augment.horizontal_flip,
+        ),
+        epochs=epochs,
+        steps_per_epoch=steps,
+        validation_data=pipeline.validation_batches(val_examples, tasks, data.batch_size),
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the pipeline shuffles
+    )
+    save_model(model, run / "model.keras")
+    results = evaluation.last_results or evaluate(
+        keras_infer(model), tasks, pipeline.evaluation_batches(val_examples, data.batch_size)
+    )
+    write_report(run, model, results, val_examples, recipe, time.perf_counter() - started)
+    return run
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """Write to a temporary file first, so an interrupted save never replaces a good model."""
+    tmp = path.with_name(path.stem + ".partial.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def write_report(run: Path, model, results: dict, val_examples, recipe: Recipe, wall_time: float) -> None:
+    """metrics.json, curves.png and predictions.png of a finished run."""
+    summary = {
+        "recipe": recipe.name,
+        "wall_time_s": round(wall_time, 1),
+        "epochs": recipe.train.epochs,
+        "parameters": int(model.count_params()),
+        "metrics": results,
+    }
+    (run / "metrics.json").write_text(json.dumps(summary, indent=2))
+    plot_curves(read_history(run / "history.csv"), model.tasks, run / "curves.png")
+    if recipe.train.num_overlays:
+        write_overlays(model, val_examples, recipe.train.num_overlays, run / "predictions.png")
+    lines = [
+        f"{name}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+        for name, metrics in results.items()
+    ]
+    print("final validation metrics\n  " + "\n  ".join(lines) + f"\nrun folder: {run}")
+
+
+def write_overlays(model, examples, count: int, path: Path) -> None:
+    batch = next(pipeline.evaluation_batches(examples.take(count), count).as_numpy_iterator())
+    predictions = model.postprocess(model(batch["image"], training=False))
+    predictions = {t: {k: np.asarray(v) for k, v in p.items()} for t, p in predictions.items()}
+    truths, predicted = [], []
+    for i in range(len(batch["image"])):
+        truths.append({k: v[i] for k, v in batch.items()})
+        merged = {}
+        for name, task in model.tasks.items():
+            merged.update(task.labels_from_prediction(predictions[name], i))
+        predicted.append(merged)
+    plot_overlays(batch["image"], truths, predicted, model.tasks, path)

@@ -1,0 +1,26 @@
+from pathlib import Path
+
+import pytest
+
+import mtl_tf  # noqa: F401  (sets TensorFlow's environment before any test imports it)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_RECIPE = Path(__file__).parent / "recipes" / "tiny.yaml"
+
+DET_CLASSES = ["pedestrian", "cyclist", "car", "bus"]
+SEG_CLASSES = ["ground", "road", "building", "water", "vegetation"]
+
+
+def tiny_task_configs(extra_channels: int = 16) -> dict:
+    return {
+        "detection": {"classes": DET_CLASSES, "extra_channels": extra_channels, "min_scale": 0.1},
+        "segmentation": {"classes": SEG_CLASSES},
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A tiny multitask model on 64x64 inputs, built once for the session."""
+    from mtl_tf.model.multitask import MultitaskModel
+
+    return MultitaskModel({"name": "tiny", "width": 8}, tiny_task_configs(), (64, 64))

@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+
+from mtl_tf.evaluate.detection import VOCDetectionEvaluator, average_precision
+from mtl_tf.evaluate.segmentation import ConfusionMatrixEvaluator
+
+BOX = [0.1, 0.1, 0.5, 0.5]
+OTHER = [0.6, 0.6, 0.9, 0.9]
+
+
+def test_perfect_detections_score_one():
+    ev = VOCDetectionEvaluator(["a", "b"])
+    ev.add_image([BOX, OTHER], [0, 1], [BOX, OTHER], [0.9, 0.8], [0, 1])
+    assert ev.result()["map50"] == 1.0
+
+
+def test_duplicate_is_a_false_positive():
+    ev = VOCDetectionEvaluator(["a"])
+    ev.add_image([BOX], [0], [BOX, BOX], [0.9, 0.8], [0, 0])
+    recall, precision, n = ev.class_curve(0)
+    assert n == 1 and recall.tolist() == [1.0, 1.0] and precision.tolist() == [1.0, 0.5]
+    assert ev.result()["map50"] == 1.0  # the duplicate ranks below the hit: envelope keeps 1
+
+
+def test_hand_computed_all_point_and_eleven_point():
+    # Two objects; detections by score: hit, miss, hit -> P = 1, 1/2, 2/3 at R = .5, .5, 1
+    ev = VOCDetectionEvaluator(["a"])
+    ev.add_image([BOX, OTHER], [0, 0], [BOX, [0.0, 0.0, 0.05, 0.05], OTHER], [0.9, 0.8, 0.7], [0, 0, 0])
+    res = ev.result()
+    assert res["map50"] == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    # 11-point: recall thresholds 0..0.5 (6 points) -> 1, 0.6..1.0 (5 points) -> 2/3
+    assert res["map50_voc07"] == pytest.approx((6 * 1 + 5 * 2 / 3) / 11)
+
+
+def test_difficult_objects_neither_reward_nor_penalize():
+    # OTHER is difficult: the detection on it is ignored, the one on BOX is a hit.
+    ev = VOCDetectionEvaluator(["a"])
+    ev.add_image([BOX, OTHER], [0, 0], [OTHER, BOX], [0.9, 0.8], [0, 0], gt_difficult=[False, True])
+    recall, precision, n = ev.class_curve(0)
+    assert n == 1  # the difficult object does not count in recall
+    assert recall.tolist() == [0.0, 1.0] and precision[-1] == 1.0  # nor as a false positive
+    assert ev.result()["map50"] == 1.0
+    # Missing the difficult object costs nothing either.
+    ev2 = VOCDetectionEvaluator(["a"])
+    ev2.add_image([BOX, OTHER], [0, 0], [BOX], [0.9], [0], gt_difficult=[False, True])
+    assert ev2.result()["map50"] == 1.0
+
+
+def test_low_iou_detection_misses_and_class_without_objects_is_skipped():
+    ev = VOCDetectionEvaluator(["a", "b"])
+    ev.add_image([BOX], [0], [[0.3, 0.3, 0.7, 0.7]], [0.9], [0])
+    res = ev.result()
+    assert res["map50"] == 0.0 and list(res["per_class_ap50"]) == ["a"]
+
+
+def test_average_precision_envelope():
+    assert average_precision(np.array([0.5, 1.0]), np.array([0.5, 1.0])) == pytest.approx(1.0)
+
+
+def test_miou_matches_direct_numpy_computation():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, (3, 32, 32)).astype(np.uint8)
+    truth[:, :4] = 255
+    pred = np.where(rng.random((3, 32, 32)) < 0.7, truth, rng.integers(0, 4, (3, 32, 32))).astype(np.uint8)
+    ev = ConfusionMatrixEvaluator(["a", "b", "c", "d"])
+    for t, p in zip(truth, pred):
+        ev.add_image(t, p)
+    res = ev.result()
+    keep = truth != 255
+    ious = []
+    for c in range(4):
+        inter = np.sum((truth == c) & (pred == c) & keep)
+        union = np.sum(((truth == c) | (pred == c)) & keep)
+        ious.append(inter / union)
+    assert res["miou"] == pytest.approx(np.mean(ious))
+    assert res["pixel_accuracy"] == pytest.approx(np.mean(truth[keep] == pred[keep]))
+    assert list(res["per_class_iou"].values()) == pytest.approx(ious)
+
+
+def test_confusion_matrix_rejects_unknown_class_ids():
+    ev = ConfusionMatrixEvaluator(["a", "b"])
+    with pytest.raises(ValueError, match="class id 5"):
+        ev.add_image(np.array([[0, 5]]), np.array([[0, 1]]))

@@ -1,0 +1,70 @@
+import keras
+import numpy as np
+import pytest
+
+from conftest import tiny_task_configs
+from mtl_tf.model.backbones import build_backbone
+from mtl_tf.model.multitask import MultitaskModel
+
+
+def _expected_shapes(model, batch=None):
+    det, seg = model.tasks["detection"], model.tasks["segmentation"]
+    h, w = model.image_size
+    return {
+        "detection": (batch, det.num_anchors, 4 + len(det.classes) + 1),
+        "segmentation": (batch, h, w, len(seg.classes)),
+    }
+
+
+@pytest.mark.parametrize(
+    "backbone,size",
+    [("tiny", (64, 64)), ("resnet50", (96, 96)), ("mobilenet_v3_small", (96, 128)), ("mobilenet_v3_large", (96, 96))],
+)
+def test_outputs_are_named_after_tasks_with_task_shapes(backbone, size):
+    model = MultitaskModel({"name": backbone, "width": 8}, tiny_task_configs(), size)
+    assert model.output_names == ["detection", "segmentation"]
+    assert {k: tuple(v.shape) for k, v in model.output.items()} == _expected_shapes(model)
+
+
+def test_backbone_taps_have_the_contract_strides():
+    backbone = build_backbone("resnet50", (128, 128))
+    shapes = {k: tuple(v.shape[1:3]) for k, v in backbone.lower.output.items()}
+    assert shapes == {"C3": (16, 16), "C4": (8, 8)}
+    assert tuple(backbone.last_stage().output.shape[1:3]) == (4, 4)
+    # Reference taps of the ResNet-50 design: res3d, res4f, res5c.
+    assert backbone.channels == {"C3": 512, "C4": 1024, "C5": 2048}
+
+
+def test_forward_pass_gives_the_declared_shapes(tiny_model):
+    out = tiny_model(np.zeros((3, 64, 64, 3), np.uint8))
+    assert {k: tuple(v.shape) for k, v in out.items()} == _expected_shapes(tiny_model, 3)
+
+
+def test_split_last_stage_gives_each_task_an_identical_copy():
+    shared = MultitaskModel({"name": "tiny", "width": 8}, tiny_task_configs(), (64, 64))
+    split = MultitaskModel({"name": "tiny", "width": 8}, tiny_task_configs(), (64, 64), split_last_stage=True)
+    stages = [layer for layer in split.layers if "last_stage" in layer.name]
+    assert len(stages) == 2
+    one_stage = stages[0].count_params()
+    assert split.count_params() == shared.count_params() + one_stage
+    for a, b in zip(stages[0].get_weights(), stages[1].get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_keras_file_round_trip(tiny_model, tmp_path):
+    images = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3)).astype(np.uint8)
+    tiny_model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded, MultitaskModel)
+    before, after = tiny_model(images), loaded(images)
+    for name in before:
+        np.testing.assert_allclose(before[name], after[name], atol=1e-5)
+    np.testing.assert_allclose(loaded.tasks["detection"].anchors, tiny_model.tasks["detection"].anchors)
+
+
+def test_predict_step_decodes_every_task(tiny_model):
+    out = tiny_model.predict(np.zeros((2, 64, 64, 3), np.uint8), verbose=0)
+    det, seg = out["detection"], out["segmentation"]
+    assert det["boxes"].shape[:2] == det["scores"].shape == det["classes"].shape
+    assert seg["mask"].shape == (2, 64, 64) and seg["mask"].dtype == np.uint8
+    assert np.all((det["boxes"] >= 0) & (det["boxes"] <= 1))
