@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
+import json
 import sys
+from pathlib import Path
 
 import click
 
-
+import mtl_tf  # noqa: F401  (sets TensorFlow's environment before it is imported)
 
 
 class _UserError(click.ClickException):
@@ -17,9 +18,14 @@ class _UserError(click.ClickException):
 def _user_errors():
     from mtl_tf.config import RecipeError
     from mtl_tf.data.pipeline import DataError
+    from mtl_tf.evaluate.job import EvaluationError
+    from mtl_tf.export.tflite import ExportError
+    from mtl_tf.inference import ModelLoadError
+    from mtl_tf.predict import InputError
     from mtl_tf.train.fit import RunFolderError
 
-    return (RecipeError, DataError, RunFolderError, FileNotFoundError)
+    return (RecipeError, DataError, RunFolderError, FileNotFoundError, ModelLoadError, EvaluationError,
+            InputError, ExportError)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,6 +53,81 @@ def fit(recipe, out, epochs, overrides, quiet):
         run_fit(config, out, verbose=2 if quiet else "auto")
     except _user_errors() as err:
         raise _UserError(str(err)) from None
+
+
+def _default_report(predictor, split: str) -> Path:
+    folder = predictor.path.parent if predictor.path.suffix else predictor.path
+    return folder / f"eval-{split}"
+
+
+@main.command()
+@click.argument("model", metavar="RUN_OR_MODEL", type=click.Path())
+@click.option("--split", type=click.Choice(["val", "test", "train"]), default="val", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the metrics to this file.")
+@click.option("--recipe", type=click.Path(dir_okay=False), help="Recipe for the data (default: the model's own).")
+@click.option("--report", type=click.Path(file_okay=False),
+              help="Report folder (default: eval-<split> beside the model).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+def evaluate(model, split, json_path, recipe, report, batch_size):
+    """Per-task metrics of a run folder, .keras, SavedModel or .tflite on a recipe split."""
+    try:
+        from mtl_tf.evaluate.job import format_results, run_evaluate
+        from mtl_tf.inference import load_predictor
+
+        predictor = load_predictor(model, recipe)
+        report = Path(report) if report else _default_report(predictor, split)
+        results = run_evaluate(predictor, split, report, batch_size=batch_size)
+    except _user_errors() as err:
+        raise _UserError(str(err)) from None
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(results, indent=2))
+    click.echo(f"{predictor.kind} model {predictor.path}, split {split}")
+    click.echo(format_results(results))
+    click.echo(f"report: {report}")
+
+
+@main.command()
+@click.argument("model", metavar="RUN_OR_MODEL", type=click.Path())
+@click.argument("inputs", nargs=-1, type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--split", type=click.Choice(["val", "test", "train"]), help="Predict on a recipe split too.")
+@click.option("--recipe", type=click.Path(dir_okay=False), help="Recipe for --split (default: the model's own).")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="Detections below this score are not drawn or listed.")
+def predict(model, inputs, out, split, recipe, min_score):
+    """Overlays, class-id masks and detections.json for image files, folders, videos or a split."""
+    if not inputs and not split:
+        raise click.UsageError("give INPUT files/folders/videos, or --split")
+    try:
+        from mtl_tf.inference import load_predictor
+        from mtl_tf.predict import run_predict
+
+        writer = run_predict(load_predictor(model, recipe), list(inputs), Path(out), split, min_score)
+    except _user_errors() as err:
+        raise _UserError(str(err)) from None
+    click.echo(f"{len(writer.detections)} detections; outputs in {out}")
+
+
+@main.command()
+@click.argument("run", metavar="RUN_OR_MODEL", type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), help="Export folder (default: <run>/export).")
+def export(run, out):
+    """Export a trained model to TFLite (float32, builtin ops only) with its metadata.json."""
+    try:
+        from mtl_tf.export.job import export_artifact
+        from mtl_tf.inference import load_predictor
+
+        predictor = load_predictor(run)
+        if predictor.kind != "keras":
+            raise _UserError(f"{run}: export needs a run folder or a .keras file, not a {predictor.kind} artifact")
+        model = predictor.model
+        folder = Path(out) if out else predictor.path.parent / "export"
+        recipe = predictor.recipe.to_dict() if predictor.recipe else None
+        path = export_artifact(model, folder, "float32", recipe)
+    except _user_errors() as err:
+        raise _UserError(str(err)) from None
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and {path.parent / 'metadata.json'}")
 
 
 if __name__ == "__main__":

@@ -10,10 +10,13 @@ from __future__ import annotations
 import difflib
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+SPLITS = ("train", "val", "test")
 
 
 class RecipeError(ValueError):
@@ -24,6 +27,16 @@ class Strict(BaseModel):
     """Base for every config section: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    if len(set(names)) != len(names):
+        raise ValueError(f"class names must be unique. Received: {names}")
+    return names
+
+
+# A task's class list: non-empty, no duplicates.
+ClassNames = Annotated[list[str], Field(min_length=1), AfterValidator(_unique_names)]
 
 
 # ---------------------------------------------------------------- sections
@@ -55,6 +68,7 @@ class DataConfig(Strict):
     augment: AugmentConfig = AugmentConfig()
     train: list[Any] = Field(min_length=1, description="sources of training examples")
     val: list[Any] = Field(min_length=1, description="sources of validation examples")
+    test: list[Any] = Field(default_factory=list, description="sources of test examples (optional)")
 
     @field_validator("image_size")
     @classmethod
@@ -133,7 +147,7 @@ def recipe_from_dict(raw: dict, origin: str = "<recipe>") -> Recipe:
             continue
         cfg = _validate_section(TASKS[name].Config, recipe.tasks[name] or {}, f"tasks.{name}", problems)
         recipe.tasks[name] = cfg
-    for split in ("train", "val"):
+    for split in SPLITS:
         sources = getattr(recipe.data, split)
         for i, section in enumerate(sources):
             where = f"data.{split}.{i}"
@@ -160,7 +174,7 @@ def _validate_section(config_cls, section, where: str, problems: list[str]):
 def _class_mismatches(recipe: Recipe) -> list[str]:
     """Every class a source emits must be listed by the task it labels."""
     problems = []
-    for split in ("train", "val"):
+    for split in SPLITS:
         for i, source in enumerate(getattr(recipe.data, split)):
             for task, cfg in recipe.tasks.items():
                 missing = set(source.class_names(task)) - set(cfg.classes)

@@ -24,3 +24,13 @@ def tiny_model():
     from mtl_tf.model.multitask import MultitaskModel
 
     return MultitaskModel({"name": "tiny", "width": 8}, tiny_task_configs(), (64, 64))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A run folder trained for one epoch on the tiny recipe, shared by the job tests."""
+    from mtl_tf.config import load_recipe
+    from mtl_tf.train.fit import run_fit
+
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    return run_fit(load_recipe(TINY_RECIPE, ["train.epochs=1"]), run, verbose=0)

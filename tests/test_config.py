@@ -91,3 +91,9 @@ def test_resolved_recipe_round_trips():
     again = recipe_from_dict(yaml.safe_load(yaml.safe_dump(recipe.to_dict())))
     assert again.to_dict() == recipe.to_dict()
     assert recipe.to_dict()["tasks"]["detection"]["neg_pos_ratio"] == 3.0  # defaults resolved
+
+
+def test_duplicate_class_names_are_rejected():
+    raw = _raw()
+    raw["tasks"]["segmentation"]["classes"] = ["ground", "road", "road", "building", "water", "vegetation"]
+    assert "tasks.segmentation.classes: class names must be unique" in _error(raw)

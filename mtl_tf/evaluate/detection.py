@@ -13,6 +13,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from mtl_tf.evaluate.coco import coco_metrics
+
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """IoU of one box [4] with boxes [N, 4] (yxyx)."""
@@ -24,11 +26,19 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area + areas - inter, 1e-12)
 
 
-def average_precision(recall: np.ndarray, precision: np.ndarray, eleven_point: bool = False) -> float:
-    """AP from a precision/recall curve: VOC2010+ all-point area, or VOC2007 11-point mean."""
+def average_precision(
+    recall: np.ndarray, precision: np.ndarray, eleven_point: bool = False, coco_101: bool = False
+) -> float:
+    """AP from a precision/recall curve: VOC2010+ all-point area (default), the VOC2007
+    11-point mean, or COCO's 101-point mean of the precision envelope."""
+    recall, precision = np.asarray(recall, np.float64), np.asarray(precision, np.float64)
     if eleven_point:
         points = [precision[recall >= t].max() if (recall >= t).any() else 0.0 for t in np.linspace(0, 1, 11)]
         return float(np.mean(points))
+    if coco_101:
+        envelope = np.maximum.accumulate(precision[::-1])[::-1]
+        index = np.searchsorted(recall, np.linspace(0, 1, 101), side="left")
+        return float(np.mean([envelope[i] if i < len(envelope) else 0.0 for i in index]))
     r = np.concatenate([[0.0], recall, [1.0]])
     p = np.concatenate([[0.0], precision, [0.0]])
     p = np.maximum.accumulate(p[::-1])[::-1]  # precision envelope
@@ -36,17 +46,20 @@ def average_precision(recall: np.ndarray, precision: np.ndarray, eleven_point: b
     return float(np.sum((r[steps + 1] - r[steps]) * p[steps + 1]))
 
 
-class VOCDetectionEvaluator:
-    """Accumulates per-image ground truth and detections; `result()` gives per-class AP and mAP."""
+class DetectionEvaluator:
+    """Accumulates per-image ground truth and detections; `result()` gives VOC AP at
+    `iou_threshold` (all-point and 11-point) and, given `image_size`, COCO AP via pycocotools."""
 
-    def __init__(self, class_names: list[str], iou_threshold: float = 0.5):
+    def __init__(self, class_names: list[str], iou_threshold: float = 0.5, image_size=None):
         self.class_names = list(class_names)
         self.iou_threshold = iou_threshold
+        self.image_size = image_size
         self.reset()
 
     def reset(self) -> None:
         self._gt = []  # per image: (boxes [N,4], classes [N], difficult [N])
         self._dets = defaultdict(list)  # class -> [(score, image index, box)]
+        self._records = []  # per image, everything added (for COCO evaluation)
 
     def add_image(self, gt_boxes, gt_classes, det_boxes, det_scores, det_classes, gt_difficult=None):
         """Record one image. Classes are indices into `class_names`."""
@@ -55,8 +68,14 @@ class VOCDetectionEvaluator:
         difficult = np.zeros(len(gt_classes), bool) if gt_difficult is None else np.asarray(gt_difficult, bool)
         image = len(self._gt)
         self._gt.append((gt_boxes, gt_classes, difficult))
-        for box, score, cls in zip(np.asarray(det_boxes).reshape(-1, 4), np.ravel(det_scores), np.ravel(det_classes)):
-            self._dets[int(cls)].append((float(score), image, np.asarray(box, np.float64)))
+        det_boxes = np.asarray(det_boxes, np.float64).reshape(-1, 4)
+        det_scores, det_classes = np.ravel(det_scores), np.ravel(det_classes).astype(np.int64)
+        self._records.append({
+            "gt_boxes": gt_boxes, "gt_classes": gt_classes, "gt_difficult": difficult,
+            "det_boxes": det_boxes, "det_scores": det_scores, "det_classes": det_classes,
+        })
+        for box, score, cls in zip(det_boxes, det_scores, det_classes):
+            self._dets[int(cls)].append((float(score), image, box))
 
     def class_curve(self, cls: int) -> tuple[np.ndarray, np.ndarray, int]:
         """(recall, precision, number of non-difficult objects) for one class."""
@@ -86,14 +105,22 @@ class VOCDetectionEvaluator:
         precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
         return recall, precision, num_objects
 
-    def result(self) -> dict:
-        """mAP over the classes that have at least one (non-difficult) object."""
-        per_class, per_class_07 = {}, {}
+    def curves(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{class name: (recall, precision)} for the classes that have objects."""
+        out = {}
         for cls, name in enumerate(self.class_names):
             recall, precision, num_objects = self.class_curve(cls)
-            if num_objects == 0:
-                continue
-            per_class[name] = average_precision(recall, precision)
-            per_class_07[name] = average_precision(recall, precision, eleven_point=True)
+            if num_objects:
+                out[name] = (recall, precision)
+        return out
+
+    def result(self) -> dict:
+        """mAP over the classes that have at least one (non-difficult) object."""
+        curves = self.curves()
+        per_class = {n: average_precision(r, p) for n, (r, p) in curves.items()}
+        per_class_07 = {n: average_precision(r, p, eleven_point=True) for n, (r, p) in curves.items()}
         mean = lambda d: float(np.mean(list(d.values()))) if d else 0.0  # noqa: E731
-        return {"map50": mean(per_class), "map50_voc07": mean(per_class_07), "per_class_ap50": per_class}
+        result = {"map50": mean(per_class), "map50_voc07": mean(per_class_07), "per_class_ap50": per_class}
+        if self.image_size is not None:
+            result.update(coco_metrics(self._records, self.class_names, self.image_size))
+        return result

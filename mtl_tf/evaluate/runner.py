@@ -21,20 +21,27 @@ def keras_infer(model) -> Infer:
     return lambda images: forward(tf.convert_to_tensor(images))
 
 
-def evaluate(infer: Infer, tasks: dict, batches, progress: bool = False, max_batches: int | None = None) -> dict:
-    """{task: metrics dict} over `batches` of raw examples (see data.pipeline.evaluation_batches)."""
+def run_evaluators(infer: Infer, tasks: dict, batches, progress: bool = False) -> dict:
+    """{task: evaluator} fed with every batch of raw examples (see data.pipeline.evaluation_batches)."""
     evaluators = {name: task.evaluator() for name, task in tasks.items()}
     iterator = batches.as_numpy_iterator() if hasattr(batches, "as_numpy_iterator") else batches
     if progress:
         iterator = tqdm(iterator, desc="evaluate", unit="batch", leave=False)
-    for i, batch in enumerate(iterator):
-        if max_batches is not None and i >= max_batches:
-            break
+    for batch in iterator:
         raw = infer(batch["image"])
         for name, task in tasks.items():
-            predictions = {k: np.asarray(v) for k, v in task.postprocess(raw[name]).items()}
-            task.update_evaluator(evaluators[name], batch, predictions)
-    return {name: ev.result() for name, ev in evaluators.items()}
+            task.update_evaluator(evaluators[name], batch, predict_task(task, raw[name]))
+    return evaluators
+
+
+def evaluate(infer: Infer, tasks: dict, batches, progress: bool = False) -> dict:
+    """{task: metrics dict} over `batches` of raw examples."""
+    return {name: ev.result() for name, ev in run_evaluators(infer, tasks, batches, progress).items()}
+
+
+def predict_task(task, raw) -> dict:
+    """A task's post-processed predictions of a batch, as numpy arrays."""
+    return {k: np.asarray(v) for k, v in task.postprocess(raw).items()}
 
 
 def scalar_metrics(results: dict) -> dict[str, float]:

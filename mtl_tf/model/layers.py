@@ -72,8 +72,13 @@ def conv_bn_relu(x, filters: int, kernel: int, strides: int = 1, name: str = "",
 def residual_block(x, filters: int, strides: int, name: str, bottleneck: bool = False):
     """A ResNet block (basic or bottleneck) with a projection shortcut when the shape changes."""
     shortcut = x
+    if strides != 1:
+        # ResNet-D shortcut: average-pool, then project. Besides keeping every input pixel, it
+        # avoids strided 1x1 convolutions, whose oneDNN backward pass in TensorFlow 2.21 corrupts
+        # memory when the batch size changes between calls.
+        shortcut = keras.layers.AveragePooling2D(strides, padding="same", name=f"{name}_pool")(shortcut)
     if strides != 1 or x.shape[-1] != filters:
-        shortcut = conv_bn_relu(x, filters, 1, strides, name=f"{name}_proj", relu=False)
+        shortcut = conv_bn_relu(shortcut, filters, 1, name=f"{name}_proj", relu=False)
     if bottleneck:
         y = conv_bn_relu(x, filters // 4, 1, name=f"{name}_a")
         y = conv_bn_relu(y, filters // 4, 3, strides, name=f"{name}_b")

@@ -51,21 +51,60 @@ def plot_curves(history: dict[str, list[float]], tasks: dict, path: str | Path) 
 
 def plot_overlays(images, truths: list[dict], predictions: list[dict], tasks: dict, path: str | Path) -> None:
     """A grid: one row per image, prediction then ground truth for each task."""
-    rows = len(images)
-    cols = 2 * len(tasks)
+    from mtl_tf.report.render import render_all
+
+    rows, cols = len(images), 2 * len(tasks)
     fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.4 * rows), squeeze=False)
     for r, image in enumerate(images):
         for t, (name, task) in enumerate(tasks.items()):
             for c, (labels, kind) in enumerate(((predictions[r], "prediction"), (truths[r], "truth"))):
                 ax = axes[r, 2 * t + c]
-                ax.imshow(image)
-                if labels.get(task.has_key, True):
-                    task.draw(ax, image, labels)
-                else:
+                ax.imshow(render_all(image, labels, {name: task}))
+                if not labels.get(task.has_key, True):
                     ax.text(0.5, 0.5, "no label", transform=ax.transAxes, ha="center", color="white")
                 ax.set_axis_off()
                 if r == 0:
                     ax.set_title(f"{name}: {kind}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_pr_curves(curves: dict, ap: dict, path: str | Path, title: str = "precision-recall (IoU 0.5)") -> None:
+    """One precision-recall curve per class, AP in the legend."""
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    for name, (recall, precision) in curves.items():
+        envelope = np.maximum.accumulate(np.asarray(precision)[::-1])[::-1] if len(precision) else precision
+        ax.plot(recall, envelope, label=f"{name} (AP {ap.get(name, float('nan')):.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str | Path) -> None:
+    """Row-normalized confusion matrix (truth rows, predicted columns), percentages annotated."""
+    m = np.asarray(matrix, np.float64)
+    rows = m / np.maximum(m.sum(1, keepdims=True), 1)
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * n, 1 + 0.55 * n))
+    image = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), class_names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("truth")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{100 * rows[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                    color="white" if rows[i, j] > 0.5 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -82,8 +82,14 @@ class Task:
         skipping the examples that lack this task's labels."""
         raise NotImplementedError
 
-    def draw(self, ax, image: np.ndarray, labels: dict, alpha: float = 0.45) -> None:
-        """Draw one example's labels or predictions (same keys as the example) on `ax`."""
+    def write_figures(self, evaluator, folder) -> list[str]:
+        """Write this task's evaluation figures (PR curves, confusion matrix, ...) into
+        `folder`; returns the file names."""
+        return []
+
+    def render(self, image: np.ndarray, labels: dict) -> np.ndarray:
+        """`image` (uint8 HxWx3, any size) with one example's labels or predictions (same keys
+        as the example, normalized boxes, a mask of the image's size) drawn on it."""
         raise NotImplementedError
 
     def labels_from_prediction(self, prediction: dict, index: int) -> dict:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 import keras
 import numpy as np
 import tensorflow as tf
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from mtl_tf.config import Strict
+from mtl_tf.config import ClassNames, Strict
 from mtl_tf.data.example import IGNORE, empty_mask
 from mtl_tf.evaluate.segmentation import ConfusionMatrixEvaluator
 from mtl_tf.tasks.base import Task
@@ -18,15 +19,8 @@ _cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True, re
 
 
 class SegmentationConfig(Strict):
-    classes: list[str] = Field(min_length=2)
+    classes: ClassNames
     loss_weight: float = Field(1.0, ge=0)
-
-    @field_validator("classes")
-    @classmethod
-    def _unique(cls, classes):
-        if len(set(classes)) != len(classes):
-            raise ValueError(f"class names must be unique. Received: {classes}")
-        return classes
 
 
 def build_fcn_head(features: dict, num_classes: int, image_size, name: str = "segmentation"):
@@ -103,22 +97,16 @@ class SegmentationTask(Task):
         for i in np.flatnonzero(batch[self.has_key]):
             evaluator.add_image(batch["mask"][i], predictions["mask"][i])
 
+    def write_figures(self, evaluator, folder):
+        from mtl_tf.report.plots import plot_confusion_matrix
+
+        plot_confusion_matrix(evaluator.matrix, self.classes, Path(folder) / "confusion_matrix.png")
+        return ["confusion_matrix.png"]
+
     def labels_from_prediction(self, prediction, index):
         return {"mask": prediction["mask"][index]}
 
-    def draw(self, ax, image, labels, alpha=0.45):
-        colours = segmentation_colours(len(self.classes))
-        mask = np.asarray(labels["mask"])
-        overlay = np.zeros(mask.shape + (4,), np.float32)
-        known = mask != IGNORE
-        overlay[known, :3] = colours[mask[known]]
-        overlay[known, 3] = alpha
-        ax.imshow(overlay, interpolation="nearest")
+    def render(self, image, labels):
+        from mtl_tf.report.render import blend_mask
 
-
-def segmentation_colours(n: int) -> np.ndarray:
-    """A fixed RGB colour per class in [0, 1]."""
-    import matplotlib
-
-    cmap = matplotlib.colormaps["Set2" if n <= 8 else "tab20"]
-    return np.array([cmap(i % cmap.N)[:3] for i in range(n)], np.float32)
+        return blend_mask(image, np.asarray(labels["mask"]), len(self.classes))

@@ -13,14 +13,15 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 import yaml
 
 from mtl_tf.config import Recipe
 from mtl_tf.data import pipeline
-from mtl_tf.evaluate.runner import evaluate, keras_infer
+from mtl_tf.evaluate.job import format_results, write_prediction_grid
+from mtl_tf.evaluate.runner import keras_infer, run_evaluators
+from mtl_tf.inference import keras_predictor
 from mtl_tf.model.multitask import MultitaskModel
-from mtl_tf.report.plots import plot_curves, plot_overlays, read_history
+from mtl_tf.report.plots import plot_curves, read_history
 from mtl_tf.train.callbacks import TaskEvaluation
 from mtl_tf.train.optim import build_optimizer
 
@@ -104,10 +105,10 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto") -> Pa
         shuffle=False,  # the pipeline shuffles
     )
     save_model(model, run / "model.keras")
-    results = evaluation.last_results or evaluate(
+    evaluators = evaluation.last_evaluators or run_evaluators(
         keras_infer(model), tasks, pipeline.evaluation_batches(val_examples, data.batch_size)
     )
-    write_report(run, model, results, val_examples, recipe, time.perf_counter() - started)
+    write_report(run, model, evaluators, val_examples, recipe, time.perf_counter() - started)
     return run
 
 
@@ -118,8 +119,11 @@ def save_model(model: keras.Model, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_report(run: Path, model, results: dict, val_examples, recipe: Recipe, wall_time: float) -> None:
-    """metrics.json, curves.png and predictions.png of a finished run."""
+def write_report(run: Path, model, evaluators: dict, val_examples, recipe: Recipe, wall_time: float) -> None:
+    """metrics.json, curves.png, predictions.png and each task's figures of a finished run."""
+    results = {name: ev.result() for name, ev in evaluators.items()}
+    for name, task in model.tasks.items():
+        task.write_figures(evaluators[name], run)
     summary = {
         "recipe": recipe.name,
         "wall_time_s": round(wall_time, 1),
@@ -130,23 +134,6 @@ def write_report(run: Path, model, results: dict, val_examples, recipe: Recipe, 
     (run / "metrics.json").write_text(json.dumps(summary, indent=2))
     plot_curves(read_history(run / "history.csv"), model.tasks, run / "curves.png")
     if recipe.train.num_overlays:
-        write_overlays(model, val_examples, recipe.train.num_overlays, run / "predictions.png")
-    lines = [
-        f"{name}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
-        for name, metrics in results.items()
-    ]
-    print("final validation metrics\n  " + "\n  ".join(lines) + f"\nrun folder: {run}")
-
-
-def write_overlays(model, examples, count: int, path: Path) -> None:
-    batch = next(pipeline.evaluation_batches(examples.take(count), count).as_numpy_iterator())
-    predictions = model.postprocess(model(batch["image"], training=False))
-    predictions = {t: {k: np.asarray(v) for k, v in p.items()} for t, p in predictions.items()}
-    truths, predicted = [], []
-    for i in range(len(batch["image"])):
-        truths.append({k: v[i] for k, v in batch.items()})
-        merged = {}
-        for name, task in model.tasks.items():
-            merged.update(task.labels_from_prediction(predictions[name], i))
-        predicted.append(merged)
-    plot_overlays(batch["image"], truths, predicted, model.tasks, path)
+        predictor = keras_predictor(model, run / "model.keras", recipe)
+        write_prediction_grid(predictor, val_examples, recipe.train.num_overlays, run / "predictions.png")
+    print(f"final validation metrics\n{format_results(results)}\nrun folder: {run}")

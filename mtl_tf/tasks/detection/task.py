@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import tensorflow as tf
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from mtl_tf.config import Strict
+from mtl_tf.config import ClassNames, Strict
 from mtl_tf.data.example import empty_boxes, rel_yxyx_to_pixel_xyxy
-from mtl_tf.evaluate.detection import VOCDetectionEvaluator
+from mtl_tf.evaluate.detection import DetectionEvaluator
 from mtl_tf.tasks.base import Task
 from mtl_tf.tasks.detection import anchors as anchor_lib
 from mtl_tf.tasks.detection.boxes import decode_boxes, encode_boxes, match_anchors
@@ -19,7 +20,7 @@ from mtl_tf.tasks.detection.loss import ssd_loss
 
 
 class DetectionConfig(Strict):
-    classes: list[str] = Field(min_length=1)
+    classes: ClassNames
     loss_weight: float = Field(1.0, ge=0)
     feature_levels: int = Field(6, ge=3, le=8, description="C3, C4, C5 + extra downsampling stages")
     extra_channels: int = Field(128, ge=8)
@@ -36,13 +37,6 @@ class DetectionConfig(Strict):
     nms_iou: float = Field(0.45, gt=0, le=1)
     score_threshold: float = Field(0.01, ge=0, lt=1)
     max_detections: int = Field(100, ge=1)
-
-    @field_validator("classes")
-    @classmethod
-    def _unique(cls, classes):
-        if len(set(classes)) != len(classes):
-            raise ValueError(f"class names must be unique. Received: {classes}")
-        return classes
 
     @model_validator(mode="after")
     def _levels(self):
@@ -178,7 +172,7 @@ class DetectionTask(Task):
 
     # -- evaluation and reports -------------------------------------------------------
     def evaluator(self):
-        return VOCDetectionEvaluator(self.classes, iou_threshold=0.5)
+        return DetectionEvaluator(self.classes, iou_threshold=0.5, image_size=self.image_size)
 
     def update_evaluator(self, evaluator, batch, predictions):
         for i in np.flatnonzero(batch[self.has_key]):
@@ -192,6 +186,12 @@ class DetectionTask(Task):
                 predictions["classes"][i][:n],
             )
 
+    def write_figures(self, evaluator, folder):
+        from mtl_tf.report.plots import plot_pr_curves
+
+        plot_pr_curves(evaluator.curves(), evaluator.result()["per_class_ap50"], Path(folder) / "pr_curves.png")
+        return ["pr_curves.png"]
+
     def labels_from_prediction(self, prediction, index, min_score: float = 0.3):
         n = int(prediction["num_detections"][index])
         keep = prediction["scores"][index][:n] >= min_score
@@ -201,25 +201,15 @@ class DetectionTask(Task):
             "scores": prediction["scores"][index][:n][keep],
         }
 
-    def draw(self, ax, image, labels, alpha=0.45):
-        import matplotlib.patches as patches
+    def render(self, image, labels):
+        from mtl_tf.report.render import draw_boxes
 
-        h, w = image.shape[:2]
         keep = np.asarray(labels["box_classes"]) >= 0
-        boxes = rel_yxyx_to_pixel_xyxy(np.asarray(labels["boxes"])[keep], h, w)
-        classes = np.asarray(labels["box_classes"])[keep]
         scores = labels.get("scores")
-        colours = _palette(len(self.classes))
-        for j, ((x0, y0, x1, y1), c) in enumerate(zip(boxes, classes)):
-            colour = colours[int(c)]
-            ax.add_patch(patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1.2, ec=colour))
-            text = self.classes[int(c)] + (f" {scores[j]:.2f}" if scores is not None else "")
-            ax.text(x0, y0, text, fontsize=5, color="white", va="bottom",
-                    bbox=dict(fc=colour, ec="none", pad=0.5, alpha=0.8))
-
-
-def _palette(n: int) -> list:
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab10"]
-    return [cmap(i % 10) for i in range(n)]
+        return draw_boxes(
+            image,
+            np.asarray(labels["boxes"])[keep],
+            np.asarray(labels["box_classes"])[keep],
+            self.classes,
+            None if scores is None else np.asarray(scores)[keep],
+        )

@@ -1,0 +1,1 @@
+"""Export: TFLite/LiteRT artifacts (and their metadata) for edge targets."""

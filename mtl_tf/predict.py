@@ -1,0 +1,162 @@
+"""The `predict` job: overlays, class-id masks and detections.json for images, folders, videos
+or a recipe split."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from mtl_tf.inference import Predictor
+from mtl_tf.report.render import render_all
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+
+class InputError(ValueError):
+    """An input that cannot be read; the message names the file."""
+
+
+@dataclass
+class Frame:
+    name: str  # output file stem: the input's stem, or "<video stem>_<frame index>"
+    image: np.ndarray  # uint8 RGB at its original size
+    source: str  # what detections.json calls it: the file name, or "<video name>#<frame index>"
+
+
+def read_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as err:
+        raise InputError(f"{path}: cannot read image: {err}") from None
+
+
+def image_files(inputs: list[str]) -> Iterator[Path]:
+    """Image and video files named by `inputs` (folders are listed, sorted)."""
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            yield from sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+        elif path.is_file():
+            yield path
+        else:
+            raise InputError(f"{path}: no such file or folder")
+
+
+def video_frames(path: Path) -> Iterator[Frame]:
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise InputError(f"{path}: cannot open video")
+    index = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        yield Frame(f"{path.stem}_{index:06d}", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), f"{path.name}#{index}")
+        index += 1
+    capture.release()
+    if index == 0:
+        raise InputError(f"{path}: no frame could be decoded")
+
+
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if image.shape[:2] == tuple(size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
+
+
+class PredictionWriter:
+    """Writes overlays, masks and collects detections for frames of any size."""
+
+    def __init__(self, predictor: Predictor, out: Path, min_score: float):
+        self.predictor = predictor
+        self.out = Path(out)
+        self.min_score = min_score
+        self.detections: list[dict] = []
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def labels(self, frame: Frame) -> dict:
+        """Predictions for one frame, mapped back to its original size."""
+        h, w = frame.image.shape[:2]
+        predictions = self.predictor.predict(resize(frame.image, self.predictor.image_size)[None])
+        labels = {}
+        for name, task in self.predictor.tasks.items():
+            if name == "detection":
+                labels.update(task.labels_from_prediction(predictions[name], 0, min_score=self.min_score))
+            else:
+                labels.update(task.labels_from_prediction(predictions[name], 0))
+        if "mask" in labels and labels["mask"].shape != (h, w):
+            labels["mask"] = np.asarray(Image.fromarray(labels["mask"]).resize((w, h), Image.NEAREST))
+        if "boxes" in labels:
+            self._record_detections(frame.source, labels, h, w)
+        return labels
+
+    def _record_detections(self, image: str, labels: dict, h: int, w: int) -> None:
+        classes = self.predictor.tasks["detection"].classes
+        for (y0, x0, y1, x1), c, s in zip(labels["boxes"], labels["box_classes"], labels["scores"]):
+            self.detections.append({
+                "image": image,
+                "category": classes[int(c)],
+                "bbox": [round(float(x0 * w), 2), round(float(y0 * h), 2),
+                         round(float((x1 - x0) * w), 2), round(float((y1 - y0) * h), 2)],
+                "score": round(float(s), 5),
+            })
+
+    def image(self, frame: Frame) -> None:
+        labels = self.labels(frame)
+        Image.fromarray(render_all(frame.image, labels, self.predictor.tasks)).save(self.out / f"{frame.name}.png")
+        if "mask" in labels:
+            (self.out / "masks").mkdir(exist_ok=True)
+            Image.fromarray(labels["mask"]).save(self.out / "masks" / f"{frame.name}.png")
+
+    def video(self, path: Path) -> None:
+        import cv2
+
+        writer = None
+        capture = cv2.VideoCapture(str(path))
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        capture.release()
+        for frame in tqdm(video_frames(path), desc=path.name, unit="frame", leave=False):
+            rendered = render_all(frame.image, self.labels(frame), self.predictor.tasks)
+            if writer is None:
+                h, w = rendered.shape[:2]
+                writer = cv2.VideoWriter(str(self.out / f"{path.stem}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            writer.write(cv2.cvtColor(rendered, cv2.COLOR_RGB2BGR))
+        if writer is not None:
+            writer.release()
+
+    def finish(self) -> Path:
+        path = self.out / "detections.json"
+        if "detection" in self.predictor.tasks:
+            path.write_text(json.dumps(self.detections, indent=1))
+        return path
+
+
+def run_predict(predictor: Predictor, inputs: list[str], out: Path, split: str | None = None,
+                min_score: float = 0.3) -> PredictionWriter:
+    """Predict on files/folders/videos in `inputs`, or on the recipe's `split`, into `out`."""
+    writer = PredictionWriter(predictor, out, min_score)
+    if split:
+        from mtl_tf.evaluate.job import split_examples
+
+        examples = split_examples(predictor, split).as_numpy_iterator()
+        for i, example in enumerate(tqdm(examples, desc=split, unit="image")):
+            name = f"{split}_{i:05d}"
+            writer.image(Frame(name, example["image"], f"{name}.png"))
+    files = list(image_files(inputs))
+    for path in tqdm(files, desc="predict", unit="file", disable=len(files) < 2):
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            writer.video(path)
+        else:
+            writer.image(Frame(path.stem, read_image(path), path.name))
+    writer.finish()
+    return writer

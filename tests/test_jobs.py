@@ -1,0 +1,133 @@
+"""End-to-end: `mtl-tf evaluate`, `predict` and `export` on a trained tiny run."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from mtl_tf.cli import main
+
+EVALUATE_KEYS = {
+    "segmentation": {"miou", "pixel_accuracy", "mean_class_accuracy", "fw_iou", "per_class_iou"},
+    "detection": {"map50", "map50_voc07", "coco_map", "coco_map50", "coco_map75", "per_class_ap50"},
+}
+
+
+def _invoke(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def float_export(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    _invoke("export", tiny_run, "--out", out)
+    return out / "float32"
+
+
+def test_evaluate_json_has_the_documented_keys_as_fractions(tiny_run, tmp_path):
+    _invoke("evaluate", tiny_run, "--json", tmp_path / "m.json", "--report", tmp_path / "report")
+    results = json.loads((tmp_path / "m.json").read_text())
+    for task, keys in EVALUATE_KEYS.items():
+        assert keys <= set(results[task]), task
+        for key in keys:
+            values = results[task][key]
+            values = values.values() if isinstance(values, dict) else [values]
+            assert all(0.0 <= v <= 1.0 for v in values), (task, key)
+    for name in ["metrics.json", "pr_curves.png", "confusion_matrix.png", "predictions.png"]:
+        assert (tmp_path / "report" / name).is_file(), name
+
+
+def test_float_tflite_export_is_builtin_only_with_matching_metadata(tiny_run, float_export):
+    from mtl_tf.export.tflite import builtin_only, tflite_outputs
+
+    artifact = float_export / "model.tflite"
+    assert builtin_only(artifact) == []
+    meta = json.loads((float_export / "metadata.json").read_text())
+    assert meta["input"]["shape"] == [1, 64, 64, 3] and meta["input"]["dtype"] == "uint8"
+    assert set(meta["outputs"]) == {"detection", "segmentation"} == set(tflite_outputs(artifact))
+    assert meta["tasks"]["segmentation"]["classes"] == ["ground", "road", "building", "water", "vegetation"]
+    assert len(meta["tasks"]["detection"]["anchors_cy_cx_h_w"]) == meta["outputs"]["detection"]["shape"][1]
+
+
+def test_keras_and_float_tflite_agree_through_the_same_evaluator(tiny_run, float_export, tmp_path):
+    from mtl_tf.inference import load_predictor
+
+    keras_model, tflite_model = load_predictor(tiny_run), load_predictor(float_export / "model.tflite")
+    images = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    keras_raw, tflite_raw = keras_model.infer(images), tflite_model.infer(images)
+    for task in ("detection", "segmentation"):
+        np.testing.assert_allclose(tflite_raw[task], keras_raw[task], atol=1e-3, rtol=1e-3)
+
+    _invoke("evaluate", tiny_run, "--json", tmp_path / "k.json", "--report", tmp_path / "k")
+    _invoke("evaluate", float_export / "model.tflite", "--json", tmp_path / "t.json", "--report", tmp_path / "t")
+    keras_metrics = json.loads((tmp_path / "k.json").read_text())
+    tflite_metrics = json.loads((tmp_path / "t.json").read_text())
+    assert tflite_metrics["segmentation"]["miou"] == pytest.approx(keras_metrics["segmentation"]["miou"], abs=1e-3)
+    assert tflite_metrics["detection"]["map50"] == pytest.approx(keras_metrics["detection"]["map50"], abs=1e-2)
+
+
+def test_export_replaces_an_artifact_only_when_complete(tiny_run, tmp_path, monkeypatch):
+    from mtl_tf.export import job
+
+    _invoke("export", tiny_run, "--out", tmp_path)
+    good = (tmp_path / "float32" / "model.tflite").read_bytes()
+
+    def broken(*args, **kwargs):
+        raise job.ExportError("conversion failed on purpose")
+
+    monkeypatch.setattr(job, "export_tflite", broken)
+    result = CliRunner().invoke(main, ["export", str(tiny_run), "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "conversion failed on purpose" in result.output
+    assert (tmp_path / "float32" / "model.tflite").read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["float32"]  # no staging folder left behind
+
+
+def _write_video(path, frames=3, size=(96, 80)):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, size)
+    rng = np.random.default_rng(1)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    writer.release()
+
+
+def test_predict_on_images_folders_and_video(tiny_run, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(inputs / "wide.png")
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(inputs / "square.jpg")
+    _write_video(tmp_path / "clip.mp4")
+    out = tmp_path / "out"
+    _invoke("predict", tiny_run, inputs, tmp_path / "clip.mp4", "--out", out, "--min-score", "0")
+
+    assert (out / "wide.png").is_file() and (out / "square.png").is_file() and (out / "clip.mp4").is_file()
+    mask = np.asarray(Image.open(out / "masks" / "wide.png"))
+    assert mask.shape == (90, 120) and mask.max() < 5  # class ids at the original size
+    detections = json.loads((out / "detections.json").read_text())
+    assert {d["image"] for d in detections} >= {"wide.png", "square.jpg"}
+    for d in detections:
+        assert set(d) == {"image", "category", "bbox", "score"}
+        assert d["category"] in ["pedestrian", "cyclist", "car", "bus"]
+        x, y, w, h = d["bbox"]
+        if d["image"] == "wide.png":
+            assert 0 <= x and 0 <= y and x + w <= 120.01 and y + h <= 90.01
+
+
+def test_predict_on_a_split_writes_one_overlay_per_example(tiny_run, tmp_path):
+    _invoke("predict", tiny_run, "--split", "val", "--out", tmp_path)
+    assert len(list(tmp_path.glob("val_*.png"))) == 12
+    assert len(list((tmp_path / "masks").glob("*.png"))) == 12
+
+
+def test_bad_inputs_are_clear_errors(tiny_run, tmp_path):
+    corrupt = tmp_path / "broken.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    result = CliRunner().invoke(main, ["predict", str(tiny_run), str(corrupt), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "broken.jpg" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1 and "no such file or folder" in result.output
