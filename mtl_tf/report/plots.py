@@ -59,7 +59,7 @@ def plot_overlays(images, truths: list[dict], predictions: list[dict], tasks: di
         for t, (name, task) in enumerate(tasks.items()):
             for c, (labels, kind) in enumerate(((predictions[r], "prediction"), (truths[r], "truth"))):
                 ax = axes[r, 2 * t + c]
-                ax.imshow(render_all(image, labels, {name: task}))
+                ax.imshow(render_all(image, labels, {name: task}, min_side=256))
                 if not labels.get(task.has_key, True):
                     ax.text(0.5, 0.5, "no label", transform=ax.transAxes, ha="center", color="white")
                 ax.set_axis_off()

@@ -32,7 +32,7 @@ def draw_boxes(image: np.ndarray, boxes, classes, class_names: list[str], scores
     h, w = image.shape[:2]
     canvas = Image.fromarray(np.ascontiguousarray(image))
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
+    font = ImageFont.load_default(size=max(10, min(h, w) // 32))
     colours = class_colours(len(class_names))
     width = max(1, round(min(h, w) / 200))
     for j, ((x0, y0, x1, y1), c) in enumerate(zip(rel_yxyx_to_pixel_xyxy(boxes, h, w), classes)):
@@ -45,8 +45,22 @@ def draw_boxes(image: np.ndarray, boxes, classes, class_names: list[str], scores
     return np.asarray(canvas)
 
 
-def render_all(image: np.ndarray, labels: dict, tasks: dict) -> np.ndarray:
-    """Every task's labels drawn on one image (masks first, boxes on top)."""
+def enlarge(image: np.ndarray, labels: dict, min_side: int) -> tuple[np.ndarray, dict]:
+    """`image` and its mask label repeated by a whole factor so the short side reaches
+    `min_side` (pixels stay crisp, mask ids stay ids); normalized boxes need no change."""
+    factor = int(np.ceil(min_side / min(image.shape[:2])))
+    if factor <= 1:
+        return image, labels
+    grow = lambda a: np.repeat(np.repeat(a, factor, axis=0), factor, axis=1)  # noqa: E731
+    if "mask" in labels:
+        labels = {**labels, "mask": grow(np.asarray(labels["mask"]))}
+    return grow(image), labels
+
+
+def render_all(image: np.ndarray, labels: dict, tasks: dict, min_side: int = 0) -> np.ndarray:
+    """Every task's labels drawn on one image (masks first, boxes on top); small images are
+    first enlarged to `min_side` so labels stay legible."""
+    image, labels = enlarge(image, labels, min_side)
     ordered = sorted(tasks.values(), key=lambda t: 0 if "mask" in t.example_spec() else 1)
     for task in ordered:
         if labels.get(task.has_key, True):
