@@ -88,10 +88,30 @@ class ExampleReader:
                 yield self.read(s, i)
 
 
+# DataErrors raised inside tf.data generators, newest last: TensorFlow re-raises them as an
+# opaque InvalidArgumentError, so `data_error_behind` finds the original for the user.
+_FAILURES: list[DataError] = []
+
+
+def _reading(reader):
+    try:
+        yield from reader
+    except DataError as err:
+        _FAILURES.append(err)
+        raise
+
+
+def data_error_behind(err: BaseException) -> DataError | None:
+    """The DataError that made TensorFlow raise `err` while reading examples, if any."""
+    if isinstance(err, tf.errors.OpError) and _FAILURES:
+        return _FAILURES.pop()
+    return None
+
+
 def examples_dataset(reader: ExampleReader) -> tf.data.Dataset:
     """The reader's examples as a tf.data.Dataset (cached in memory after the first pass)."""
     signature = example_signature(reader.tasks, reader.image_size)
-    ds = tf.data.Dataset.from_generator(lambda: iter(reader), output_signature=signature)
+    ds = tf.data.Dataset.from_generator(lambda: _reading(reader), output_signature=signature)
     return ds.apply(tf.data.experimental.assert_cardinality(len(reader))).cache()
 
 
