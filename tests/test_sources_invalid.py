@@ -3,7 +3,6 @@ example skipped and counted in a printed summary."""
 
 import json
 
-import numpy as np
 import pytest
 import tensorflow as tf
 

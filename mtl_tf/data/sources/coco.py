@@ -21,7 +21,7 @@ from pydantic import Field
 
 from mtl_tf.data.example import IGNORE
 from mtl_tf.data.sources.common import (
-    SIZE_MISMATCH, UNKNOWN_CLASS, UNPARSABLE, BoxSourceConfig, DataProblem, check_pixel_boxes,
+    SIZE_MISMATCH, UNKNOWN_CLASS, UNPARSABLE, BoxSourceConfig, DataProblem, RecordSource, check_pixel_boxes,
     check_same_size, collect, fit_example, load_image, require_file, unique,
 )
 
@@ -55,7 +55,7 @@ class _Record:
     annotations: list[dict]  # kept annotations, with "_class" = box class id
 
 
-class CocoSource:
+class CocoSource(RecordSource):
     """The images of a COCO instances file (see the module docstring)."""
 
     Config = CocoConfig
@@ -91,9 +91,6 @@ class CocoSource:
                 raise DataProblem(self.json_path, UNPARSABLE, f"annotation {ann.get('id')}: bbox {bbox!r} is not [x, y, w, h]")
             kept.append({**ann, "_class": self._class_of[ann["category_id"]]})
         return _Record(path, info, kept)
-
-    def __len__(self) -> int:
-        return len(self.records)
 
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]

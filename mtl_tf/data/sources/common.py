@@ -53,6 +53,17 @@ class BoxSourceConfig(SourceConfig):
     )
 
 
+class RecordSource:
+    """Base of the sources that index `records` (one per example, read and checked when the
+    source is opened) and keep the problems they skipped in `skipped`."""
+
+    records: list
+    skipped: list
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
 T = TypeVar("T")
 
 

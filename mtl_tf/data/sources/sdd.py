@@ -21,7 +21,7 @@ from pydantic import Field
 
 from mtl_tf.data.example import empty_boxes
 from mtl_tf.data.sources.common import (
-    IMAGE_SUFFIXES, MISSING, UNKNOWN_CLASS, UNPARSABLE, UNREADABLE, BoxSourceConfig, DataProblem,
+    IMAGE_SUFFIXES, MISSING, UNKNOWN_CLASS, UNPARSABLE, UNREADABLE, BoxSourceConfig, DataProblem, RecordSource,
     check_pixel_boxes, collect, fit_example, load_image, require_file, unique,
 )
 
@@ -57,7 +57,7 @@ class _Frame:
     image: Path | None  # an extracted frame file, or None to read the video
 
 
-class SddSource:
+class SddSource(RecordSource):
     """Sampled frames of SDD videos with their boxes (see the module docstring)."""
 
     Config = SddConfig
@@ -128,9 +128,6 @@ class SddSource:
             f: (np.array([r[:4] for r in boxes], np.float32), np.array([r[4] for r in boxes], np.int32))
             for f, boxes in rows.items()
         }
-
-    def __len__(self) -> int:
-        return len(self.records)
 
     def __getitem__(self, index: int) -> dict:
         frame = self.records[index]

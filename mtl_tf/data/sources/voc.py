@@ -26,7 +26,7 @@ from pydantic import Field
 
 from mtl_tf.data.example import IGNORE
 from mtl_tf.data.sources.common import (
-    MISSING, UNKNOWN_CLASS, UNPARSABLE, BoxSourceConfig, DataProblem, check_pixel_boxes, check_same_size,
+    MISSING, UNKNOWN_CLASS, UNPARSABLE, BoxSourceConfig, DataProblem, RecordSource, check_pixel_boxes, check_same_size,
     collect, color_code, fit_example, load_image, load_label_image, map_labels, read_list, require_file,
 )
 
@@ -87,7 +87,7 @@ class _Record:
     mask: Path | None = None  # PNG or SBD .mat, when the image has a mask
 
 
-class VocSource:
+class VocSource(RecordSource):
     """Images of a VOC split with their boxes and/or masks (see the module docstring)."""
 
     Config = VocConfig
@@ -158,9 +158,6 @@ class VocSource:
         elif kind == "mat":
             record.mask = require_file(Path(cfg.sbd_root) / "cls" / f"{image_id}.mat", "SBD mask")
         return record
-
-    def __len__(self) -> int:
-        return len(self.records)
 
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
