@@ -136,3 +136,12 @@ def test_a_data_error_inside_tf_data_reaches_the_user_as_itself(tmp_path):
     )
     other = tf.errors.InvalidArgumentError(None, None, "unrelated")
     assert _data_error(other) is other  # any other error is left alone
+
+
+def test_a_colour_label_map_with_a_value_table_is_an_error(tmp_path):
+    write_color_tiles(tmp_path, count=1)
+    config = MaskFolderConfig(images=str(tmp_path / "images"), masks=str(tmp_path / "labels"),
+                              classes=[{"name": "building", "value": 1}])
+    with pytest.raises(DataProblem, match=r"img0.png: mask value not in the class table: the label map holds "
+                                          r"RGB colours but the class table lists values"):
+        build_source(config, (H, W))[0]

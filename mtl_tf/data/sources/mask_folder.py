@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 from mtl_tf.config import Strict
 from mtl_tf.data.example import IGNORE
 from mtl_tf.data.sources.common import (
-    IMAGE_SUFFIXES, MISSING, SourceConfig, DataProblem, check_same_size, collect, color_code, fit_example,
+    IMAGE_SUFFIXES, MASK_VALUE, MISSING, SourceConfig, DataProblem, check_same_size, collect, color_code, fit_example,
     ignore_table, load_image, load_label_image, map_labels, require_file, unique,
 )
 from mtl_tf.data.splits import SPLIT_NAMES, balanced_split
@@ -84,6 +84,7 @@ class MaskFolderSource:
     def __init__(self, config: MaskFolderConfig, image_size):
         self.config, self.image_size = config, tuple(image_size)
         self.table = config.value_table()
+        self._colors = config.classes[0].color is not None
         folder = Path(config.images)
         if not folder.is_dir():
             raise DataProblem(folder, MISSING, "image folder does not exist")
@@ -104,7 +105,7 @@ class MaskFolderSource:
         num_classes = len(self.config.class_names("segmentation"))
         table = tuple(sorted(self.table.items()))
         rows, more = collect(
-            self.records, lambda r: (r, _classes_present(str(r[1]), r[1].stat().st_mtime, table, num_classes)),
+            self.records, lambda r: (r, _presence(str(r[1]), r[1].stat().st_mtime, table, self._colors, num_classes)),
             self.config.skip_invalid,
         )
         self.records = [r for r, _ in rows]
@@ -120,7 +121,7 @@ class MaskFolderSource:
         image = load_image(image_path)
         raw = load_label_image(mask_path)
         check_same_size(raw, image, mask_path)
-        mask = map_labels(raw, self.table, mask_path)
+        mask = _labels(raw, self.table, self._colors, mask_path)
         window = _tile(image.shape[:2], rows, cols, tile)
         return fit_example(image[window], self.image_size, mask[window])
 
@@ -136,8 +137,17 @@ def _tile(shape, rows: int, cols: int, tile: int) -> tuple[slice, slice]:
     return slice(r * height // rows, (r + 1) * height // rows), slice(c * width // cols, (c + 1) * width // cols)
 
 
+def _labels(raw: np.ndarray, table: dict[int, int], colors: bool, path) -> np.ndarray:
+    """Class ids of a stored label map through a value table or a colour table."""
+    if (raw.ndim == 3) != colors:
+        stored, listed = ("RGB colours", "values") if raw.ndim == 3 else ("single values", "colours")
+        raise DataProblem(path, MASK_VALUE, f"the label map holds {stored} but the class table lists {listed}")
+    return map_labels(raw, table, path)
+
+
 @lru_cache(maxsize=65536)
-def _classes_present(path: str, mtime: float, table: tuple, num_classes: int) -> np.ndarray:
-    mask = map_labels(load_label_image(path), dict(table), path)
-    counts = np.bincount(mask.ravel(), minlength=256)
-    return counts[:num_classes] > 0
+def _presence(path: str, mtime: float, table: tuple, colors: bool, num_classes: int) -> np.ndarray:
+    """Bool [num_classes]: the classes a label map holds; cached, as the train, val and test
+    sources of one folder each need them all."""
+    mask = _labels(load_label_image(path), dict(table), colors, path)
+    return np.bincount(mask.ravel(), minlength=256)[:num_classes] > 0

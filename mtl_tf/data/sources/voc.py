@@ -109,7 +109,7 @@ class VocSource(RecordSource):
         if not ids:
             raise DataProblem(root, MISSING, f"no images in the '{config.split}' lists for images={config.images}")
         self._box_names = {n: i for i, n in enumerate(config.class_names("detection"))}
-        self._mask_table = self._value_table()
+        self._value_table, self._color_table = self._value_tables()
         self.records, self.skipped = collect(ids, self._record, config.skip_invalid)
 
     @staticmethod
@@ -130,15 +130,15 @@ class VocSource(RecordSource):
             return [i for i in box_ids if i in masks]
         return list(dict.fromkeys([*box_ids, *mask_ids]))
 
-    def _value_table(self) -> dict[int, int]:
-        """Stored mask value (palette index, or VOC colour code) -> class id or IGNORE."""
+    def _value_tables(self) -> tuple[dict[int, int], dict[int, int]]:
+        """Stored mask value -> class id or IGNORE, for palette/grey PNGs and for RGB PNGs in the
+        VOC palette (keyed by colour code)."""
         kept = self.config.class_names("segmentation")
-        table = {IGNORE: IGNORE, int(color_code(voc_colormap()[IGNORE])): IGNORE}
+        values = {IGNORE: IGNORE}
         for value, name in enumerate(self.config.mask_names()):
-            cls = kept.index(name) if name in kept else IGNORE
-            table[value] = cls
-            table[int(color_code(voc_colormap()[value]))] = cls
-        return table
+            values[value] = kept.index(name) if name in kept else IGNORE
+        colors = {int(color_code(voc_colormap()[value])): cls for value, cls in values.items()}
+        return values, colors
 
     def _record(self, image_id: str) -> _Record:
         cfg = self.config
@@ -174,7 +174,7 @@ class VocSource(RecordSource):
         if record.mask is not None:
             raw = load_sbd_mask(record.mask) if record.mask.suffix == ".mat" else load_label_image(record.mask)
             check_same_size(raw, image, record.mask)
-            mask = map_labels(raw, self._mask_table, record.mask)
+            mask = map_labels(raw, self._color_table if raw.ndim == 3 else self._value_table, record.mask)
         return fit_example(image, self.image_size, mask, **labels)
 
     def describe(self) -> str:
