@@ -16,13 +16,14 @@ def test_fit_mixes_a_voc_and_a_coco_dataset(tmp_path):
     write_coco(tmp_path / "coco")
     coco = {"type": "coco", "annotations": str(tmp_path / "coco" / "instances.json"),
             "images": str(tmp_path / "coco" / "images"), "categories": CLASSES}
+    voc = {"type": "voc", "root": str(tmp_path / "voc"), "classes": CLASSES}
     recipe = {
         "name": "mixed",
         "data": {
             "image_size": [64, 64],
             "batch_size": 4,
-            "train": [{"type": "voc", "root": str(tmp_path / "voc"), "classes": CLASSES}, coco],
-            "val": [coco],
+            "train": [voc, coco],
+            "val": [voc, coco],  # VOC image 000001 holds a difficult box: padded through evaluation
         },
         "model": {"backbone": {"name": "tiny", "width": 8}},
         "tasks": {
@@ -35,7 +36,7 @@ def test_fit_mixes_a_voc_and_a_coco_dataset(tmp_path):
     path.write_text(yaml.safe_dump(recipe))
     result = CliRunner().invoke(main, ["fit", str(path), "--out", str(tmp_path / "run"), "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "7 train / 3 val examples" in result.output  # 4 VOC + 3 COCO images
+    assert "7 train / 7 val examples" in result.output  # 4 VOC + 3 COCO images
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
     assert 0 <= metrics["detection"]["map50"] <= 1 and 0 <= metrics["segmentation"]["miou"] <= 1
     assert set(metrics["segmentation"]["per_class_iou"]) == {"background", *CLASSES}
