@@ -145,3 +145,10 @@ def test_a_colour_label_map_with_a_value_table_is_an_error(tmp_path):
     with pytest.raises(DataProblem, match=r"img0.png: mask value not in the class table: the label map holds "
                                           r"RGB colours but the class table lists values"):
         build_source(config, (H, W))[0]
+
+
+def test_problems_survive_pickling():
+    import pickle
+
+    problem = pickle.loads(pickle.dumps(DataProblem("a/b.jpg", "missing file", "image does not exist")))
+    assert (problem.path, problem.kind, str(problem)) == ("a/b.jpg", "missing file", "a/b.jpg: missing file: image does not exist")

@@ -35,6 +35,9 @@ class DataProblem(DataError):
         self.path, self.kind, self.detail = str(path), kind, detail
         super().__init__(f"{path}: {kind}: {detail}")
 
+    def __reduce__(self):  # picklable, e.g. across worker processes
+        return type(self), (self.path, self.kind, self.detail)
+
 
 class SourceConfig(Strict):
     """Options every file-based source has."""
