@@ -28,6 +28,15 @@ def _user_errors():
             InputError, ExportError)
 
 
+def _data_error(err: Exception) -> Exception:
+    """A DataError raised while TensorFlow reads examples arrives wrapped in a TensorFlow error:
+    the original as a user error, else `err` itself."""
+    from mtl_tf.data.pipeline import data_error_behind
+
+    found = data_error_behind(err)
+    return _UserError(str(found)) if found is not None else err
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mtl-tf")
 def main():
@@ -53,6 +62,8 @@ def fit(recipe, out, epochs, overrides, quiet):
         run_fit(config, out, verbose=2 if quiet else "auto")
     except _user_errors() as err:
         raise _UserError(str(err)) from None
+    except Exception as err:  # noqa: BLE001  (re-raised unless it hides a DataError)
+        raise _data_error(err) from None
 
 
 def _default_report(predictor, split: str) -> Path:
@@ -79,6 +90,8 @@ def evaluate(model, split, json_path, recipe, report, batch_size):
         results = run_evaluate(predictor, split, report, batch_size=batch_size)
     except _user_errors() as err:
         raise _UserError(str(err)) from None
+    except Exception as err:  # noqa: BLE001  (re-raised unless it hides a DataError)
+        raise _data_error(err) from None
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(results, indent=2))
@@ -106,6 +119,8 @@ def predict(model, inputs, out, split, recipe, min_score):
         writer = run_predict(load_predictor(model, recipe), list(inputs), Path(out), split, min_score)
     except _user_errors() as err:
         raise _UserError(str(err)) from None
+    except Exception as err:  # noqa: BLE001  (re-raised unless it hides a DataError)
+        raise _data_error(err) from None
     click.echo(f"{len(writer.detections)} detections; outputs in {out}")
 
 
@@ -127,6 +142,8 @@ def export(run, out):
         path = export_artifact(model, folder, "float32", recipe)
     except _user_errors() as err:
         raise _UserError(str(err)) from None
+    except Exception as err:  # noqa: BLE001  (re-raised unless it hides a DataError)
+        raise _data_error(err) from None
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and {path.parent / 'metadata.json'}")
 
 

@@ -5,6 +5,10 @@ One example is a dict:
   boxes        float32 [N, 4] normalized (ymin, xmin, ymax, xmax) in [0, 1]; the one box format of
                the codebase (conversions happen only at the edges: files, drawing, reports)
   box_classes  int32  [N] index into tasks.detection.classes
+  box_difficult bool  [N] VOC "difficult" objects: ignored by training targets (neither object
+               nor background) and by the evaluator (neither rewarded nor penalized). Optional
+               in what a source yields (absent = none difficult); always present after reading.
+               Anything that drops or reorders boxes (crops) must do the same to this key.
   mask         uint8  [H, W] index into tasks.segmentation.classes; IGNORE (255) = unlabelled pixel
   has_<task>   bool   whether the example carries labels for <task>
 
@@ -21,12 +25,18 @@ IGNORE = 255
 BOX_FORMAT = "rel_yxyx"
 
 
+class DataError(ValueError):
+    """An example or a data file that cannot be used; the message names the file or the
+    source and example, and the problem."""
+
+
 def has_key(task: str) -> str:
     """The example key flagging that an example carries labels for `task`."""
     return f"has_{task}"
 
 
 def empty_boxes() -> tuple[np.ndarray, np.ndarray]:
+    """(boxes [0, 4], box_classes [0]) of an image with no objects."""
     return np.zeros((0, 4), np.float32), np.zeros((0,), np.int32)
 
 

@@ -9,17 +9,16 @@ padded per batch (box class -1 marks padding), for the evaluators.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import tensorflow as tf
 
+from mtl_tf.data import skipping
+from mtl_tf.data.example import DataError  # noqa: F401  (re-exported: the CLI catches it here)
 from mtl_tf.data.sources import build_source
 
 AUTOTUNE = tf.data.AUTOTUNE
-
-
-class DataError(ValueError):
-    """An example that breaks the example contract; the message names its source and index."""
 
 
 def example_signature(tasks: dict, image_size) -> dict:
@@ -32,13 +31,24 @@ def example_signature(tasks: dict, image_size) -> dict:
 
 
 class ExampleReader:
-    """Reads examples from the recipe's sources in order, fitted to the recipe's tasks."""
+    """Reads examples from the recipe's sources in order, fitted to the recipe's tasks.
+
+    Sources configured with `skip_invalid: true` are checked once here and replaced by their
+    valid subset (data/skipping.py); `skipped` maps each such source to its problems, and a
+    summary of them is printed.
+    """
 
     def __init__(self, source_configs: list, tasks: dict, image_size):
         self.tasks = tasks
         self.image_size = tuple(image_size)
         self.sources = [build_source(cfg, self.image_size) for cfg in source_configs]
         self._maps = [self._class_maps(cfg) for cfg in source_configs]
+        self.skipped = {}
+        for s, cfg in enumerate(source_configs):
+            if getattr(cfg, "skip_invalid", False):
+                name = f"{self.sources[s].describe()} (source {s})"
+                self.sources[s], self.skipped[name] = skipping.validated(self.sources[s], partial(self.read, s))
+                print(skipping.summary(name, len(self.sources[s]), self.skipped[name]))
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.sources)
@@ -57,7 +67,7 @@ class ExampleReader:
         example = {"image": raw["image"]}
         for name, task in self.tasks.items():
             has = bool(raw.get(task.has_key, False))
-            labels = {k: raw[k] for k in task.example_spec()} if has else task.placeholder()
+            labels = {k: raw[k] for k in task.example_spec() if k in raw} if has else task.placeholder()
             example.update(labels)
             example[task.has_key] = has
             if has:
@@ -78,10 +88,30 @@ class ExampleReader:
                 yield self.read(s, i)
 
 
+# DataErrors raised inside tf.data generators, newest last: TensorFlow re-raises them as an
+# opaque InvalidArgumentError, so `data_error_behind` finds the original for the user.
+_FAILURES: list[DataError] = []
+
+
+def _reading(reader):
+    try:
+        yield from reader
+    except DataError as err:
+        _FAILURES.append(err)
+        raise
+
+
+def data_error_behind(err: BaseException) -> DataError | None:
+    """The DataError that made TensorFlow raise `err` while reading examples, if any."""
+    if isinstance(err, tf.errors.OpError) and _FAILURES:
+        return _FAILURES.pop()
+    return None
+
+
 def examples_dataset(reader: ExampleReader) -> tf.data.Dataset:
     """The reader's examples as a tf.data.Dataset (cached in memory after the first pass)."""
     signature = example_signature(reader.tasks, reader.image_size)
-    ds = tf.data.Dataset.from_generator(lambda: iter(reader), output_signature=signature)
+    ds = tf.data.Dataset.from_generator(lambda: _reading(reader), output_signature=signature)
     return ds.apply(tf.data.experimental.assert_cardinality(len(reader))).cache()
 
 

@@ -10,15 +10,22 @@ _cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True, re
 
 
 def hard_negatives(
-    ce: tf.Tensor, positives: tf.Tensor, labelled: tf.Tensor, neg_pos_ratio: float, min_negatives: int
+    ce: tf.Tensor,
+    positives: tf.Tensor,
+    labelled: tf.Tensor,
+    neg_pos_ratio: float,
+    min_negatives: int,
+    ignored: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """Per image, the `max(ratio * positives, min_negatives)` background anchors with the
-    highest classification loss (float mask [B, A]); none for unlabelled images."""
+    highest classification loss (float mask [B, A]); none for unlabelled images, and never
+    an `ignored` anchor."""
     num_anchors = tf.shape(ce)[1]
     num_pos = tf.reduce_sum(positives, axis=1)
+    excluded = positives if ignored is None else tf.maximum(positives, ignored)
     wanted = tf.maximum(neg_pos_ratio * num_pos, float(min_negatives))
-    num_neg = tf.minimum(wanted, tf.cast(num_anchors, tf.float32) - num_pos) * labelled
-    background_loss = tf.where(positives > 0, -1.0, ce)
+    num_neg = tf.minimum(wanted, tf.cast(num_anchors, tf.float32) - tf.reduce_sum(excluded, axis=1)) * labelled
+    background_loss = tf.where(excluded > 0, -1.0, ce)
     order = tf.argsort(background_loss, axis=1, direction="DESCENDING")
     rank = tf.argsort(order, axis=1)
     return tf.cast(tf.cast(rank, tf.float32) < num_neg[:, None], tf.float32)
@@ -33,7 +40,8 @@ def ssd_loss(
 ) -> tf.Tensor:
     """Multibox loss summed over the batch and divided by the number of matched boxes.
 
-    y_true [B, A, 5]: encoded box targets and the target class (0 = background).
+    y_true [B, A, 5]: encoded box targets and the target class (0 = background, < 0 = ignored:
+    the anchor is neither object nor background, e.g. matched to a difficult box).
     y_pred [B, A, 4 + C + 1]: the head's raw output.
     sample_weight [B]: 1 for images labelled for detection, 0 for the others; it weights
     every anchor term through Keras' per-element sample weights, so an unlabelled image
@@ -41,12 +49,14 @@ def ssd_loss(
     """
     labelled = tf.cast(tf.reshape(sample_weight, [-1]), tf.float32)
     target_class = tf.cast(y_true[..., 4], tf.int32)
+    ignored = tf.cast(target_class < 0, tf.float32)
+    target_class = tf.maximum(target_class, 0)
     positives = tf.cast(target_class > 0, tf.float32) * labelled[:, None]
     # Huber reduces the 4 coordinates by their mean; SSD sums them.
     box_loss = 4.0 * _smooth_l1(y_true[..., :4], y_pred[..., :4], sample_weight=positives)
     logits = y_pred[..., 4:]
     ranking = tf.stop_gradient(_cross_entropy(target_class, logits))
-    negatives = hard_negatives(ranking, positives, labelled, neg_pos_ratio, min_negatives)
+    negatives = hard_negatives(ranking, positives, labelled, neg_pos_ratio, min_negatives, ignored)
     class_loss = _cross_entropy(target_class, logits, sample_weight=positives + negatives)
     normalizer = tf.maximum(tf.reduce_sum(positives), 1.0)
     return (tf.reduce_sum(box_loss) + tf.reduce_sum(class_loss)) / normalizer

@@ -83,14 +83,17 @@ class DetectionTask(Task):
         return {
             "boxes": tf.TensorSpec([None, 4], tf.float32),
             "box_classes": tf.TensorSpec([None], tf.int32),
+            "box_difficult": tf.TensorSpec([None], tf.bool),
         }
 
     def placeholder(self):
         boxes, classes = empty_boxes()
-        return {"boxes": boxes, "box_classes": classes}
+        return {"boxes": boxes, "box_classes": classes, "box_difficult": np.zeros(0, bool)}
 
     def remap_classes(self, example, lookup):
+        """Class ids to the task's; also fills `box_difficult` (none) for sources without it."""
         classes = np.asarray(example["box_classes"], np.int64).reshape(-1)
+        example.setdefault("box_difficult", np.zeros(len(classes), bool))
         unknown = classes[(classes < 0) | (classes >= len(lookup))]
         if unknown.size:
             return f"box class ids {sorted(set(unknown.tolist()))} are not in the source's {len(lookup)} classes"
@@ -100,8 +103,8 @@ class DetectionTask(Task):
     def check_example(self, example):
         boxes = np.asarray(example["boxes"], np.float32).reshape(-1, 4)
         classes = np.asarray(example["box_classes"]).reshape(-1)
-        if len(boxes) != len(classes):
-            return f"{len(boxes)} boxes but {len(classes)} box classes"
+        if len(boxes) != len(classes) or len(classes) != np.size(example["box_difficult"]):
+            return f"{len(boxes)} boxes, {len(classes)} box classes, {np.size(example['box_difficult'])} difficult flags"
         if len(boxes) and ((boxes < 0).any() or (boxes > 1).any()):
             return "box coordinates outside [0, 1] (boxes are normalized ymin, xmin, ymax, xmax)"
         if len(boxes) and ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])).any():
@@ -111,9 +114,12 @@ class DetectionTask(Task):
         return None
 
     def encode(self, example):
-        """Targets [A, 5] (encoded deltas, class with 0 = background) and weight has_detection."""
+        """Targets [A, 5] (encoded deltas, class with 0 = background, -1 = ignored: matched to a
+        difficult box, like the evaluator) and weight has_detection."""
         boxes = tf.reshape(tf.cast(example["boxes"], tf.float32), [-1, 4])
         classes = tf.cast(tf.reshape(example["box_classes"], [-1]), tf.int32)
+        if "box_difficult" in example:
+            classes = tf.where(tf.reshape(example["box_difficult"], [-1]), -2, classes)
         matched = match_anchors(tf.constant(self.anchor_corners), boxes, self.config.match_iou)
         # Unmatched anchors point at a dummy row appended after the real boxes (which may be none).
         index = tf.where(matched >= 0, matched, tf.shape(boxes)[0])
@@ -184,6 +190,7 @@ class DetectionTask(Task):
                 predictions["boxes"][i][:n],
                 predictions["scores"][i][:n],
                 predictions["classes"][i][:n],
+                gt_difficult=batch["box_difficult"][i][keep],
             )
 
     def write_figures(self, evaluator, folder):

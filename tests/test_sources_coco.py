@@ -1,0 +1,61 @@
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from source_fixtures import H, W, uncompressed_rle, write_coco
+from mtl_tf.data.example import IGNORE
+from mtl_tf.data.sources import build_source
+from mtl_tf.data.sources.coco import CocoConfig
+
+
+def _source(root, **kw):
+    kw.setdefault("categories", ["person", "car"])
+    return build_source(CocoConfig(annotations=str(root / "instances.json"), images=str(root / "images"), **kw), (H, W))
+
+
+def test_uncompressed_rle_fixture_matches_pycocotools():
+    region = np.zeros((5, 4), np.uint8)
+    region[1:3, 2:4] = 1
+    rle = mask_utils.frPyObjects(uncompressed_rle(region), 5, 4)
+    np.testing.assert_array_equal(mask_utils.decode(rle), region)
+
+
+def test_boxes_classes_and_rename(tmp_path):
+    write_coco(tmp_path)
+    source = _source(tmp_path, rename={"car": "vehicle"})
+    assert source.config.class_names("detection") == ["person", "vehicle"]
+    assert source.config.class_names("segmentation") == ["background", "person", "vehicle"]
+    assert len(source) == 3
+    first = source[0]
+    assert first["has_detection"] and first["has_segmentation"]
+    # COCO [x, y, w, h] pixels -> normalized (ymin, xmin, ymax, xmax).
+    np.testing.assert_allclose(first["boxes"], [[10 / H, 10 / W, 40 / H, 30 / W], [5 / H, 40 / W, 15 / H, 60 / W]], atol=1e-6)
+    assert first["box_classes"].tolist() == [0, 1]
+    # Image 2: the dog is not a kept category and the crowd is not a box -> no boxes.
+    assert source[1]["boxes"].shape == (0, 4)
+    # Image 3 has no annotation at all: a true negative.
+    assert source[2]["has_detection"] and source[2]["boxes"].shape == (0, 4)
+    assert (source[2]["mask"] == 0).all()
+
+
+def test_masks_from_polygon_rle_and_crowd(tmp_path):
+    written = write_coco(tmp_path)
+    source = _source(tmp_path)
+    mask = source[0]["mask"]
+    np.testing.assert_array_equal(mask[written["car"]], 2)  # compressed RLE, exact
+    polygon = mask == 1
+    assert polygon[12:38, 12:28].all() and not polygon[:8].any() and not polygon[:, 32:].any()
+    assert abs(int(polygon.sum()) - 20 * 30) <= 2 * (20 + 30) + 4  # the rasterized edge is within a pixel
+    crowd_image = source[1]["mask"]
+    np.testing.assert_array_equal(crowd_image[written["crowd"]], IGNORE)  # uncompressed RLE crowd -> ignore
+    assert (crowd_image[~written["crowd"]] == 0).all()  # the dog is not a kept category: background
+
+
+def test_category_subset_and_many_to_one_rename(tmp_path):
+    write_coco(tmp_path)
+    source = _source(tmp_path, categories=["car", "dog"], rename={"car": "animal_or_car", "dog": "animal_or_car"},
+                     masks=False, include_empty=False)
+    assert source.config.class_names("detection") == ["animal_or_car"]
+    assert source.config.class_names("segmentation") == []
+    assert len(source) == 2  # image 3 has no kept annotation
+    assert [source[i]["box_classes"].tolist() for i in range(2)] == [[0], [0]]
+    assert "has_segmentation" not in source[0]

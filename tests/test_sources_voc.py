@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from source_fixtures import H, W, voc_mask, write_sbd, write_voc
+from mtl_tf.data.example import IGNORE
+from mtl_tf.data.sources import SOURCES, build_source
+from mtl_tf.data.sources.voc import VOC_CLASSES, VocConfig, voc_colormap
+
+CLASSES = ["car", "person"]
+
+
+def _source(root, size=(H, W), **kw):
+    return build_source(VocConfig(root=str(root), classes=CLASSES, **kw), size)
+
+
+def test_voc_is_registered():
+    assert SOURCES["voc"].Config is VocConfig
+
+
+def test_boxes_classes_difficult_and_flags_follow_the_lists(tmp_path):
+    content = write_voc(tmp_path)
+    source = _source(tmp_path)  # union of Main (1-3) and Segmentation (2-4)
+    assert len(source) == 4
+    examples = [source[i] for i in range(4)]
+    assert [e.get("has_detection", False) for e in examples] == [True, True, True, False]
+    assert [e.get("has_segmentation", False) for e in examples] == [False, True, True, True]
+    first = examples[0]
+    # VOC pixels are 1-based: xmin=11 is the edge at 10; (ymin, xmin, ymax, xmax) normalized.
+    np.testing.assert_allclose(first["boxes"], [[4 / H, 10 / W, 30 / H, 40 / W], [9 / H, 40 / W, 45 / H, 60 / W]], atol=1e-6)
+    assert first["box_classes"].tolist() == [0, 1]
+    assert first["box_difficult"].tolist() == [False, True]
+    np.testing.assert_allclose(examples[1]["boxes"], [[0, 0, 1, 1]])
+    assert examples[2]["boxes"].shape == (0, 4)  # in the Main list with no object: a true negative
+    # Masks keep their values (indices into background, car, person) and the 255 void band.
+    np.testing.assert_array_equal(examples[2]["mask"], content["000003"]["mask"])
+    assert (examples[1]["mask"][0] == IGNORE).all()
+    assert examples[0]["image"].shape == (H, W, 3) and examples[0]["image"].dtype == np.uint8
+
+
+def test_both_labels_subset_is_the_intersection_of_the_lists(tmp_path):
+    write_voc(tmp_path)
+    both = _source(tmp_path, images="both_labels")
+    assert [r.image.stem for r in both.records] == ["000002", "000003"]
+    assert all(both[i]["has_detection"] and both[i]["has_segmentation"] for i in range(len(both)))
+    assert [r.image.stem for r in _source(tmp_path, images="detection").records] == ["000001", "000002", "000003"]
+    assert [r.image.stem for r in _source(tmp_path, images="segmentation").records] == ["000002", "000003", "000004"]
+
+
+def test_resizing_keeps_boxes_and_nearest_mask(tmp_path):
+    content = write_voc(tmp_path)
+    small = _source(tmp_path, size=(24, 32), images="both_labels")[1]
+    assert small["image"].shape == (24, 32, 3) and small["mask"].shape == (24, 32)
+    # Nearest neighbour at half size samples the source pixel centres 1, 3, 5, ...
+    np.testing.assert_array_equal(small["mask"], content["000003"]["mask"][1::2, 1::2])
+    assert set(np.unique(small["mask"])) <= {0, 1, 2, IGNORE}
+
+
+def test_default_class_list_is_voc20_and_rgb_masks_use_the_voc_palette(tmp_path):
+    write_voc(tmp_path, classes=VOC_CLASSES)
+    # The same labels stored as RGB colours instead of palette indices.
+    png = tmp_path / "SegmentationClass" / "000003.png"
+    values = np.asarray(Image.open(png))
+    Image.fromarray(voc_colormap()[values]).save(png)
+    source = build_source(VocConfig(root=str(tmp_path)), (H, W))
+    assert source.config.class_names("detection") == VOC_CLASSES
+    assert source.config.class_names("segmentation") == ["background", *VOC_CLASSES]
+    example = source[2]
+    np.testing.assert_array_equal(example["mask"], values)
+    assert source[0]["box_classes"].tolist() == [VOC_CLASSES.index("car"), VOC_CLASSES.index("person")]
+
+
+def test_ignore_classes_drop_boxes_and_void_mask_pixels(tmp_path):
+    write_voc(tmp_path)
+    source = _source(tmp_path, ignore_classes=["person"])
+    assert source.config.class_names("detection") == ["car"]
+    assert source.config.class_names("segmentation") == ["background", "car"]
+    assert source[0]["box_classes"].tolist() == [0]
+    mask = source[2]["mask"]
+    assert (mask[10:30, 25:40] == IGNORE).all() and (mask[10:30, 5:20] == 1).all()
+
+
+def test_sbd_mat_masks_join_the_segmentation_images(tmp_path):
+    write_voc(tmp_path / "voc")
+    sbd_mask = voc_mask([1, 2])[1:].copy()  # SBD has no void band
+    sbd_mask = np.pad(sbd_mask, ((1, 0), (0, 0)))
+    write_sbd(tmp_path / "sbd", "000005", sbd_mask)
+    source = _source(tmp_path / "voc", images="segmentation", sbd_root=str(tmp_path / "sbd"))
+    assert [r.image.stem for r in source.records] == ["000002", "000003", "000004", "000005"]
+    assert source.records[-1].image == tmp_path / "sbd" / "img" / "000005.jpg"
+    example = source[3]
+    assert example["has_segmentation"] and "has_detection" not in example
+    np.testing.assert_array_equal(example["mask"], sbd_mask)
+
+
+def test_recipe_class_check_sees_the_voc_class_list():
+    from mtl_tf.config import RecipeError, recipe_from_dict
+
+    recipe = {
+        "data": {"image_size": [64, 64], "train": [{"type": "voc", "root": "x", "classes": CLASSES}],
+                 "val": [{"type": "voc", "root": "x", "classes": ["car", "bus"]}]},
+        "tasks": {"detection": {"classes": CLASSES}},
+    }
+    with pytest.raises(RecipeError, match=r"data.val.0: source 'voc' has detection classes \['bus'\]"):
+        recipe_from_dict(recipe)
