@@ -6,6 +6,7 @@ import tensorflow as tf
 from mtl_tf.config import AugmentConfig
 from mtl_tf.data import augment
 from mtl_tf.data.example import IGNORE
+from mtl_tf.tasks.detection.boxes import iou_matrix
 
 SIZE = 64
 FULL = AugmentConfig.model_validate(
@@ -88,7 +89,7 @@ def test_iou_constrained_crop_overlaps_some_box_by_the_drawn_threshold():
     cfg = FULL.crop.model_copy(update={"min_ious": [0.7], "probability": 1.0})
     for i in range(20):
         window = augment.crop_window(tf.constant([i, 0]), boxes, tf.constant(1.0), cfg)
-        iou = augment._iou(window[None], boxes).numpy()[0, 0]
+        iou = iou_matrix(window[None], boxes).numpy()[0, 0]
         cropped = not np.allclose(window.numpy(), augment.IDENTITY)
         assert iou >= 0.7 or not cropped
         if cropped:
@@ -114,3 +115,27 @@ def test_color_distortion_changes_only_the_image_and_is_seeded():
     assert not np.array_equal(a["image"], c["image"]) and not np.array_equal(a["image"], example["image"])
     np.testing.assert_array_equal(a["mask"], example["mask"])
     np.testing.assert_array_equal(a["boxes"], example["boxes"])
+
+
+def test_training_batches_with_full_augmentation_are_deterministic_with_a_seed():
+    from mtl_tf.config import MixingConfig
+    from mtl_tf.data import pipeline
+    from mtl_tf.data.synthetic import SyntheticAerialSource
+    from test_pipeline import SIZE as TASK_SIZE
+    from test_pipeline import _tasks
+
+    tasks = _tasks()
+    configs = [SyntheticAerialSource.Config(num_images=6, seed=s, labels=l) for s, l in [(0, "both"), (1, "masks")]]
+    cfg = FULL.model_copy(update={"color": AugmentConfig.model_validate({"color": {}}).color})
+    sources = pipeline.load_sources(configs, tasks, TASK_SIZE)
+
+    def first_batches(seed):
+        ds = pipeline.training_batches(sources, tasks, 4, 6, seed, augment=cfg,
+                                       mixing=MixingConfig(mode="sample", weights="uniform"))
+        return [(x.numpy(), y["detection"].numpy(), y["segmentation"].numpy()) for x, y, _ in ds.take(3)]
+
+    a, b, c = first_batches(7), first_batches(7), first_batches(8)
+    for batch_a, batch_b in zip(a, b):
+        for part_a, part_b in zip(batch_a, batch_b):
+            np.testing.assert_array_equal(part_a, part_b)
+    assert not np.array_equal(a[0][0], c[0][0])

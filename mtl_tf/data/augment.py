@@ -22,6 +22,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from mtl_tf.data.example import IGNORE
+from mtl_tf.tasks.detection.boxes import iou_matrix
 
 IDENTITY = (0.0, 0.0, 1.0, 1.0)  # a window (ymin, xmin, ymax, xmax) covering the whole image
 
@@ -29,28 +30,27 @@ IDENTITY = (0.0, 0.0, 1.0, 1.0)  # a window (ymin, xmin, ymax, xmax) covering th
 # ---------------------------------------------------------------- flips
 
 
+def _flip(example: dict, axis: int) -> dict:
+    """Mirror image, mask and boxes together along `axis` (0: upside down, 1: left-right)."""
+    out = dict(example)
+    out["image"] = tf.reverse(example["image"], axis=[axis])
+    if "mask" in example:
+        out["mask"] = tf.reverse(example["mask"], axis=[axis])
+    if "boxes" in example:
+        y0, x0, y1, x1 = tf.unstack(example["boxes"], 4, axis=1)
+        flipped = [y0, 1.0 - x1, y1, 1.0 - x0] if axis == 1 else [1.0 - y1, x0, 1.0 - y0, x1]
+        out["boxes"] = tf.stack(flipped, axis=1)
+    return out
+
+
 def horizontal_flip(example: dict) -> dict:
     """Mirror image, mask and boxes left-right together."""
-    out = dict(example)
-    out["image"] = tf.reverse(example["image"], axis=[1])
-    if "mask" in example:
-        out["mask"] = tf.reverse(example["mask"], axis=[1])
-    if "boxes" in example:
-        b = example["boxes"]
-        out["boxes"] = tf.stack([b[:, 0], 1.0 - b[:, 3], b[:, 2], 1.0 - b[:, 1]], axis=1)
-    return out
+    return _flip(example, 1)
 
 
 def vertical_flip(example: dict) -> dict:
     """Mirror image, mask and boxes upside down together."""
-    out = dict(example)
-    out["image"] = tf.reverse(example["image"], axis=[0])
-    if "mask" in example:
-        out["mask"] = tf.reverse(example["mask"], axis=[0])
-    if "boxes" in example:
-        b = example["boxes"]
-        out["boxes"] = tf.stack([1.0 - b[:, 2], b[:, 1], 1.0 - b[:, 0], b[:, 3]], axis=1)
-    return out
+    return _flip(example, 0)
 
 
 def _maybe(flip, example: dict, seed) -> dict:
@@ -107,17 +107,6 @@ def expand_window(seed, cfg) -> tf.Tensor:
     return tf.where(apply, window, tf.constant(IDENTITY))
 
 
-def _iou(windows: tf.Tensor, boxes: tf.Tensor) -> tf.Tensor:
-    """IoU [T, N] of candidate windows [T, 4] and boxes [N, 4], same normalized frame."""
-    w, b = windows[:, None, :], boxes[None, :, :]
-    inter_h = tf.maximum(tf.minimum(w[..., 2], b[..., 2]) - tf.maximum(w[..., 0], b[..., 0]), 0.0)
-    inter_w = tf.maximum(tf.minimum(w[..., 3], b[..., 3]) - tf.maximum(w[..., 1], b[..., 1]), 0.0)
-    inter = inter_h * inter_w
-    area_w = (w[..., 2] - w[..., 0]) * (w[..., 3] - w[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    return inter / tf.maximum(area_w + area_b - inter, 1e-12)
-
-
 def crop_window(seed, boxes: tf.Tensor, aspect: tf.Tensor, cfg) -> tf.Tensor:
     """SSD IoU-constrained crop as a window in the current canvas' normalized coordinates.
 
@@ -140,7 +129,7 @@ def crop_window(seed, boxes: tf.Tensor, aspect: tf.Tensor, cfg) -> tf.Tensor:
     inside = tf.reduce_all(
         (centres[None] >= windows[:, None, :2]) & (centres[None] <= windows[:, None, 2:]), axis=-1
     )
-    overlap = tf.reduce_any(_iou(windows, boxes) >= t, axis=1) & tf.reduce_any(inside, axis=1)
+    overlap = tf.reduce_any(iou_matrix(windows, boxes) >= t, axis=1) & tf.reduce_any(inside, axis=1)
     valid &= overlap | (tf.shape(boxes)[0] == 0)
     found = tf.reduce_any(valid) & (tf.random.stateless_uniform([], s[0]) < cfg.probability)
     first = tf.argmax(tf.cast(valid, tf.int32))
