@@ -134,8 +134,8 @@ def export(run, out):
 # ---------------------------------------------------------------- data
 
 
-@main.group()
-def data():
+@main.group("data")
+def data_group():
     """Cache, inspect and benchmark a recipe's data."""
 
 
@@ -144,14 +144,14 @@ _set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VAL
                            help="Override any recipe key (repeatable).")
 
 
-@data.command()
+@data_group.command("prepare")
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--split", "splits", multiple=True, type=_SPLIT_CHOICE, help="Splits to cache (default: all).")
 @click.option("--shard-size", type=click.IntRange(min=1), default=512, show_default=True, help="Examples per shard.")
 @click.option("--image-format", type=click.Choice(["png", "jpeg"]), default="png", show_default=True,
               help="png is lossless; jpeg (quality 95) is smaller.")
 @_set_option
-def prepare(recipe, splits, shard_size, image_format, overrides):
+def data_prepare(recipe, splits, shard_size, image_format, overrides):
     """Cache the recipe's sources to sharded TFRecords under data.cache (resumable)."""
     try:
         from mtl_tf.config import load_recipe
@@ -166,14 +166,14 @@ def prepare(recipe, splits, shard_size, image_format, overrides):
         click.echo(f"{s['split']}: {s['count']} examples in {s['shards']} shards, {s['folder']}{note}")
 
 
-@data.command()
+@data_group.command("inspect")
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--split", "splits", multiple=True, type=_SPLIT_CHOICE, help="Splits to inspect (default: all).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="PNG of the counts (default: <recipe name>-data.png).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the counts here.")
 @_set_option
-def inspect(recipe, splits, plot_path, json_path, overrides):
+def data_inspect(recipe, splits, plot_path, json_path, overrides):
     """Per-source counts: images, labelled per task, objects and pixels per class, box sizes."""
     try:
         from mtl_tf.config import load_recipe
@@ -191,13 +191,13 @@ def inspect(recipe, splits, plot_path, json_path, overrides):
     click.echo(f"plot: {plot_path}")
 
 
-@data.command()
+@data_group.command("bench")
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--batches", type=click.IntRange(min=1), default=10, show_default=True, help="Batches per round.")
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures here.")
 @_set_option
-def bench(recipe, batches, rounds, json_path, overrides):
+def data_bench(recipe, batches, rounds, json_path, overrides):
     """Input-pipeline throughput beside the model's training step, timed round-robin."""
     try:
         from mtl_tf.config import load_recipe

@@ -1,7 +1,9 @@
 """Is the input pipeline the bottleneck? (`mtl-tf data bench RECIPE`)
 
 Three contenders timed round-robin in one process (A, B, C, A, B, C, ...), after a warm-up:
-  pipeline   batches drawn from the recipe's training pipeline alone (read, mix, augment, encode)
+  pipeline   batches drawn from the recipe's training pipeline alone (read, mix, augment, encode),
+             from a fresh iterator past its first batches: buffers that filled while the model
+             trained would otherwise count as free throughput
   train      `train_on_batch` of the recipe's model on one fixed batch (no input work)
   train+data `train_on_batch` on batches drawn from the pipeline, as `fit` does
 Each figure is images/s, the median over rounds. pipeline / train > 1 means the pipeline
@@ -33,7 +35,8 @@ def bench_data(recipe, batches: int = 10, rounds: int = 5, warmup: int = 3, prog
     sources = pipeline.load_sources(data.train, model.tasks, data.image_size, data.cache, "train")
     steps = recipe.train.steps_per_epoch or pipeline.steps_per_epoch(sum(s.count for s in sources), data.batch_size)
     model.compile(optimizer=build_optimizer(recipe.train.optimizer, steps * recipe.train.epochs))
-    stream = iter(pipeline.recipe_training_batches(recipe, model.tasks, sources, steps))
+    batches_ds = pipeline.recipe_training_batches(recipe, model.tasks, sources, steps)
+    stream = iter(batches_ds)
 
     fixed = next(stream)
     for _ in range(warmup):  # fills caches and shuffle buffers, traces the train step
@@ -41,8 +44,13 @@ def bench_data(recipe, batches: int = 10, rounds: int = 5, warmup: int = 3, prog
         next(stream)
 
     def pipeline_only():
+        fresh = iter(batches_ds)
+        for _ in range(warmup):  # untimed: shuffle buffers fill, parallelism ramps up
+            next(fresh)
+        start = time.perf_counter()
         for _ in range(batches):
-            next(stream)
+            next(fresh)
+        return time.perf_counter() - start
 
     def train_only():
         for _ in range(batches):
@@ -58,8 +66,8 @@ def bench_data(recipe, batches: int = 10, rounds: int = 5, warmup: int = 3, prog
     for _ in tqdm(range(rounds), desc="bench rounds", disable=not progress):
         for name, run in contenders.items():
             start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+            timed = run()
+            times[name].append(timed if timed is not None else time.perf_counter() - start)
     images = batches * data.batch_size
     rates = {name: [_rate(images, t) for t in ts] for name, ts in times.items()}
     result = {

@@ -1,9 +1,12 @@
 """tf.data pipelines: sources -> examples -> (augmented) -> encoded, batched model inputs.
 
 `examples_dataset` yields the example contract for the recipe's tasks (class ids remapped from
-each source's class list to the task's). `training_batches` turns examples into
-`(image, targets, sample_weights)` for Keras `fit`; `evaluation_batches` keeps the raw labels,
-padded per batch (box class -1 marks padding), for the evaluators.
+each source's class list to the task's); `load_sources` gives each source's examples, from the
+TFRecord cache when it is complete (data/cache.py). `training_batches` shuffles, mixes
+(data/mixing.py), augments (data/augment.py) and encodes examples into
+`(image, targets, sample_weights)` for Keras `fit`, with parallel map calls and prefetching;
+`evaluation_batches` keeps the raw labels, padded per batch (box class -1 marks padding), for
+the evaluators.
 """
 
 from __future__ import annotations
