@@ -195,15 +195,17 @@ def data_inspect(recipe, splits, plot_path, json_path, overrides):
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--batches", type=click.IntRange(min=1), default=10, show_default=True, help="Batches per round.")
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Untimed batches before timing (and before each pipeline round).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures here.")
 @_set_option
-def data_bench(recipe, batches, rounds, json_path, overrides):
+def data_bench(recipe, batches, rounds, warmup, json_path, overrides):
     """Input-pipeline throughput beside the model's training step, timed round-robin."""
     try:
         from mtl_tf.config import load_recipe
         from mtl_tf.data.bench import bench_data, format_bench
 
-        result = bench_data(load_recipe(recipe, overrides), batches=batches, rounds=rounds)
+        result = bench_data(load_recipe(recipe, overrides), batches=batches, rounds=rounds, warmup=warmup)
     except _user_errors() as err:
         raise _UserError(str(err)) from None
     if json_path:

@@ -124,9 +124,9 @@ class MixingConfig(Strict):
         None, description="interleave: examples of each train source per batch (sum = batch_size; "
         "default: an even split)"
     )
-    weights: Literal["uniform", "proportional", "annealed"] | list[Annotated[float, Field(ge=0)]] = Field(
-        "proportional", description="sample / per_batch_task: source probabilities; annealed goes "
-        "from proportional to uniform over anneal_steps"
+    weights: Literal["uniform", "proportional", "annealed"] | list[Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="sample / per_batch_task: source probabilities (default: proportional); "
+        "annealed goes from proportional to uniform over anneal_steps"
     )
     anneal_steps: int | None = Field(None, ge=1, description="default: all training steps")
 
@@ -157,9 +157,8 @@ class DataConfig(Strict):
         mixing, n = self.mixing, len(self.train)
         if mixing is None:
             return self
-        given = mixing.model_fields_set
         if mixing.mode == "interleave":
-            if "weights" in given or "anneal_steps" in given:
+            if mixing.weights is not None or mixing.anneal_steps is not None:
                 raise ValueError("mixing.weights / anneal_steps are for modes sample and per_batch_task; "
                                  "interleave takes mixing.per_batch")
             if mixing.per_batch is not None and (len(mixing.per_batch) != n or sum(mixing.per_batch) != self.batch_size):

@@ -42,7 +42,7 @@ def test_data_inspect_prints_counts_and_writes_a_plot(tmp_path):
 
 def test_data_bench_reports_pipeline_and_training_throughput(tmp_path):
     out = tmp_path / "bench.json"
-    result = _invoke("data", "bench", TINY_RECIPE, "--batches", "2", "--rounds", "2", "--json", out,
+    result = _invoke("data", "bench", TINY_RECIPE, "--batches", "1", "--rounds", "2", "--warmup", "1", "--json", out,
                      "--set", "data.augment={horizontal_flip: true, expand: {}, crop: {}, color: {}}")
     assert result.exit_code == 0, result.output
     figures = json.loads(out.read_text())

@@ -5,11 +5,10 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from conftest import TINY_RECIPE
-from mtl_tf.config import MixingConfig, RecipeError, recipe_from_dict
+from conftest import ROOT, TINY_RECIPE
+from mtl_tf.config import MixingConfig, RecipeError, load_recipe, recipe_from_dict
 from mtl_tf.data import mixing, pipeline
 from mtl_tf.data.synthetic import SyntheticAerialSource
-from mtl_tf.tasks import build_tasks
 from test_pipeline import SIZE, _tasks
 
 
@@ -98,3 +97,10 @@ def test_recipe_mixing_section_is_validated_against_the_sources():
     for section, message in bad:
         with pytest.raises(RecipeError, match=message):
             recipe_from_dict(_recipe_with(section))
+
+
+def test_resolved_recipe_with_mixing_and_augmentation_round_trips():
+    recipe = load_recipe(ROOT / "recipes" / "aerial_mix.yaml")
+    again = recipe_from_dict(yaml.safe_load(yaml.safe_dump(recipe.to_dict())))
+    assert again.data.mixing == recipe.data.mixing and again.data.augment == recipe.data.augment
+    assert again.data.augment.crop.min_ious == [0.0, 0.1, 0.3, 0.5, 0.7, 0.9]

@@ -33,7 +33,7 @@ def fixed_weights(weights, sizes) -> np.ndarray:
     sizes = np.asarray(sizes, np.float64)
     if weights == "uniform":
         w = np.ones_like(sizes)
-    elif weights in ("proportional", "annealed"):  # annealing starts proportional
+    elif weights in (None, "proportional", "annealed"):  # annealing starts proportional
         w = sizes
     else:
         w = np.asarray(weights, np.float64)
@@ -86,7 +86,7 @@ def describe(mixing, sizes, batch_size: int) -> str:
         return "one shuffled stream of all train sources"
     if mixing.mode == "interleave":
         return f"interleave {per_batch_counts(mixing, len(sizes), batch_size)} examples per batch"
-    weights = mixing.weights if isinstance(mixing.weights, str) else "fixed"
+    weights = "fixed" if isinstance(mixing.weights, list) else mixing.weights or "proportional"
     start = np.round(fixed_weights(mixing.weights, sizes), 3).tolist()
     end = " -> uniform" if mixing.weights == "annealed" else ""
     return f"{mixing.mode} with {weights} weights {start}{end}"
