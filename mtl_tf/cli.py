@@ -17,6 +17,7 @@ class _UserError(click.ClickException):
 
 def _user_errors():
     from mtl_tf.config import RecipeError
+    from mtl_tf.data.cache import CacheError
     from mtl_tf.data.pipeline import DataError
     from mtl_tf.evaluate.job import EvaluationError
     from mtl_tf.export.tflite import ExportError
@@ -25,7 +26,7 @@ def _user_errors():
     from mtl_tf.train.fit import RunFolderError
 
     return (RecipeError, DataError, RunFolderError, FileNotFoundError, ModelLoadError, EvaluationError,
-            InputError, ExportError)
+            InputError, ExportError, CacheError)
 
 
 def _data_error(err: Exception) -> Exception:
@@ -145,6 +146,88 @@ def export(run, out):
     except Exception as err:  # noqa: BLE001  (re-raised unless it hides a DataError)
         raise _data_error(err) from None
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and {path.parent / 'metadata.json'}")
+
+
+# ---------------------------------------------------------------- data
+
+
+@main.group("data")
+def data_group():
+    """Cache, inspect and benchmark a recipe's data."""
+
+
+_SPLIT_CHOICE = click.Choice(["train", "val", "test"])
+_set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                           help="Override any recipe key (repeatable).")
+
+
+@data_group.command("prepare")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--split", "splits", multiple=True, type=_SPLIT_CHOICE, help="Splits to cache (default: all).")
+@click.option("--shard-size", type=click.IntRange(min=1), default=512, show_default=True, help="Examples per shard.")
+@click.option("--image-format", type=click.Choice(["png", "jpeg"]), default="png", show_default=True,
+              help="png is lossless; jpeg (quality 95) is smaller.")
+@_set_option
+def data_prepare(recipe, splits, shard_size, image_format, overrides):
+    """Cache the recipe's sources to sharded TFRecords under data.cache (resumable)."""
+    try:
+        from mtl_tf.config import load_recipe
+        from mtl_tf.data.cache import prepare as prepare_cache
+
+        config = load_recipe(recipe, overrides)
+        summaries = prepare_cache(config, splits or ("train", "val", "test"), shard_size, image_format)
+    except _user_errors() as err:
+        raise _UserError(str(err)) from None
+    for s in summaries:
+        note = " (already complete)" if s["already_complete"] else ""
+        click.echo(f"{s['split']}: {s['count']} examples in {s['shards']} shards, {s['folder']}{note}")
+
+
+@data_group.command("inspect")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--split", "splits", multiple=True, type=_SPLIT_CHOICE, help="Splits to inspect (default: all).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="PNG of the counts (default: <recipe name>-data.png).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the counts here.")
+@_set_option
+def data_inspect(recipe, splits, plot_path, json_path, overrides):
+    """Per-source counts: images, labelled per task, objects and pixels per class, box sizes."""
+    try:
+        from mtl_tf.config import load_recipe
+        from mtl_tf.data.stats import format_stats, inspect_recipe, plot_stats
+
+        config = load_recipe(recipe, overrides)
+        entries = inspect_recipe(config, splits or ("train", "val", "test"))
+    except _user_errors() as err:
+        raise _UserError(str(err)) from None
+    plot_path = Path(plot_path or f"{config.name}-data.png")
+    plot_stats(entries, plot_path)
+    if json_path:
+        Path(json_path).write_text(json.dumps(entries, indent=2))
+    click.echo(format_stats(entries))
+    click.echo(f"plot: {plot_path}")
+
+
+@data_group.command("bench")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--batches", type=click.IntRange(min=1), default=10, show_default=True, help="Batches per round.")
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Untimed batches before timing (and before each pipeline round).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures here.")
+@_set_option
+def data_bench(recipe, batches, rounds, warmup, json_path, overrides):
+    """Input-pipeline throughput beside the model's training step, timed round-robin."""
+    try:
+        from mtl_tf.config import load_recipe
+        from mtl_tf.data.bench import bench_data, format_bench
+
+        result = bench_data(load_recipe(recipe, overrides), batches=batches, rounds=rounds, warmup=warmup)
+    except _user_errors() as err:
+        raise _UserError(str(err)) from None
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2))
+    click.echo(format_bench(result))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 SPLITS = ("train", "val", "test")
@@ -57,8 +57,78 @@ class ModelConfig(Strict):
     )
 
 
+def _ordered_range(value):
+    low, high = value
+    if not 0 <= low <= high:
+        raise ValueError(f"a range [low, high] needs 0 <= low <= high. Received: {list(value)}")
+    return value
+
+
+# A [low, high] factor range, e.g. a saturation gain.
+FactorRange = Annotated[tuple[float, float], AfterValidator(_ordered_range)]
+
+
+class ExpandConfig(Strict):
+    """SSD zoom-out: the image is placed at a random spot of a canvas up to `max_ratio` times
+    larger (filled with `fill`, the mask with 255), which makes objects smaller."""
+
+    probability: float = Field(0.5, ge=0, le=1)
+    max_ratio: float = Field(4.0, ge=1)
+    fill: tuple[int, int, int] = Field((123, 117, 104), description="RGB of the canvas")
+
+
+class CropConfig(Strict):
+    """SSD IoU-constrained random crop, resized back to the input size."""
+
+    probability: float = Field(0.9, ge=0, le=1, description="chance to crop at all")
+    min_ious: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        [0.0, 0.1, 0.3, 0.5, 0.7, 0.9], min_length=1,
+        description="one drawn per image: some box must overlap the crop by this IoU (0: any crop)",
+    )
+    min_scale: float = Field(0.3, gt=0, le=1, description="smallest crop side, fraction of the image side")
+    max_aspect: float = Field(2.0, ge=1, description="largest crop height/width (or width/height)")
+    trials: int = Field(50, ge=1, description="candidate crops drawn; none valid = no crop")
+    min_visible: float = Field(
+        0.0, ge=0, lt=1, description="boxes keeping at most this share of their area are dropped"
+    )
+
+
+class ColorConfig(Strict):
+    """HSV colour distortion (and contrast), applied to the image only."""
+
+    probability: float = Field(0.5, ge=0, le=1)
+    hue: float = Field(0.05, ge=0, le=0.5, description="largest hue shift, fraction of the colour circle")
+    saturation: FactorRange = (0.5, 1.5)
+    value: FactorRange = Field((0.6, 1.4), description="brightness gain")
+    contrast: FactorRange = (0.5, 1.5)
+
+
 class AugmentConfig(Strict):
+    """Training augmentation: image, boxes and mask move together (data/augment.py)."""
+
     horizontal_flip: bool = True
+    vertical_flip: bool = False
+    expand: ExpandConfig | None = None
+    crop: CropConfig | None = None
+    color: ColorConfig | None = None
+
+
+class MixingConfig(Strict):
+    """How the training sources are mixed into batches (data/mixing.py)."""
+
+    mode: Literal["interleave", "sample", "per_batch_task"] = Field(
+        description="interleave: a fixed count per source in every batch; sample: each example "
+        "drawn from a source by weight; per_batch_task: each batch drawn whole from one source"
+    )
+    per_batch: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="interleave: examples of each train source per batch (sum = batch_size; "
+        "default: an even split)"
+    )
+    weights: Literal["uniform", "proportional", "annealed"] | list[Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="sample / per_batch_task: source probabilities (default: proportional); "
+        "annealed goes from proportional to uniform over anneal_steps"
+    )
+    anneal_steps: int | None = Field(None, ge=1, description="default: all training steps")
 
 
 class DataConfig(Strict):
@@ -66,6 +136,11 @@ class DataConfig(Strict):
     batch_size: int = Field(16, ge=1)
     shuffle_buffer: int = Field(1024, ge=1)
     augment: AugmentConfig = AugmentConfig()
+    mixing: MixingConfig | None = Field(None, description="default: one shuffled stream of all train sources")
+    cache: str | None = Field(
+        None, description="folder of TFRecord shards written by `mtl-tf data prepare`; read when complete"
+    )
+    deterministic: bool = Field(True, description="same seed, same batches (parallel map keeps order)")
     train: list[Any] = Field(min_length=1, description="sources of training examples")
     val: list[Any] = Field(min_length=1, description="sources of validation examples")
     test: list[Any] = Field(default_factory=list, description="sources of test examples (optional)")
@@ -76,6 +151,30 @@ class DataConfig(Strict):
         if any(s < 32 or s % 32 for s in size):
             raise ValueError(f"each side must be a multiple of 32 and >= 32. Received: {list(size)}")
         return size
+
+    @model_validator(mode="after")
+    def _mixing_fits_sources(self):
+        mixing, n = self.mixing, len(self.train)
+        if mixing is None:
+            return self
+        if mixing.mode == "interleave":
+            if mixing.weights is not None or mixing.anneal_steps is not None:
+                raise ValueError("mixing.weights / anneal_steps are for modes sample and per_batch_task; "
+                                 "interleave takes mixing.per_batch")
+            if mixing.per_batch is not None and (len(mixing.per_batch) != n or sum(mixing.per_batch) != self.batch_size):
+                raise ValueError(f"mixing.per_batch needs one count per train source ({n}) summing to "
+                                 f"batch_size ({self.batch_size}). Received: {mixing.per_batch}")
+            if mixing.per_batch is None and self.batch_size < n:
+                raise ValueError(f"interleave needs batch_size >= the {n} train sources")
+            return self
+        if mixing.per_batch is not None:
+            raise ValueError("mixing.per_batch is for mode interleave")
+        if isinstance(mixing.weights, list) and (len(mixing.weights) != n or sum(mixing.weights) <= 0):
+            raise ValueError(f"mixing.weights needs one weight per train source ({n}), not all zero. "
+                             f"Received: {mixing.weights}")
+        if mixing.anneal_steps is not None and mixing.weights != "annealed":
+            raise ValueError("mixing.anneal_steps is for weights: annealed")
+        return self
 
 
 class OptimizerConfig(Strict):
@@ -90,7 +189,11 @@ class OptimizerConfig(Strict):
 
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=1)
-    steps_per_epoch: int | None = Field(None, ge=1, description="default: one pass over train")
+    steps_per_epoch: int | None = Field(
+        None, ge=1, description="batches per epoch (the training stream is endless; an epoch is the period "
+        "of validation, logs and backups). Default: (examples in all train sources) // batch_size, "
+        "whatever the mixing",
+    )
     optimizer: OptimizerConfig = OptimizerConfig()
     seed: int = 0
     num_overlays: int = Field(6, ge=0, description="prediction overlays written after training")

@@ -1,20 +1,28 @@
 """tf.data pipelines: sources -> examples -> (augmented) -> encoded, batched model inputs.
 
 `examples_dataset` yields the example contract for the recipe's tasks (class ids remapped from
-each source's class list to the task's). `training_batches` turns examples into
-`(image, targets, sample_weights)` for Keras `fit`; `evaluation_batches` keeps the raw labels,
-padded per batch (box class -1 marks padding), for the evaluators.
+each source's class list to the task's); `load_sources` gives each source's examples, from the
+TFRecord cache when it is complete (data/cache.py). `training_batches` shuffles, mixes
+(data/mixing.py), augments (data/augment.py) and encodes examples into
+`(image, targets, sample_weights)` for Keras `fit`, with parallel map calls and prefetching;
+`evaluation_batches` keeps the raw labels, padded per batch (box class -1 marks padding), for
+the evaluators.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from functools import partial
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
+from mtl_tf.data import augment as augment_lib
+from mtl_tf.data import mixing as mixing_lib
 from mtl_tf.data import skipping
+from mtl_tf.data.augment import horizontal_flip  # noqa: F401  (kept importable from here)
 from mtl_tf.data.example import DataError  # noqa: F401  (re-exported: the CLI catches it here)
 from mtl_tf.data.sources import build_source
 
@@ -47,7 +55,7 @@ class ExampleReader:
         for s, cfg in enumerate(source_configs):
             if getattr(cfg, "skip_invalid", False):
                 name = f"{self.sources[s].describe()} (source {s})"
-                self.sources[s], self.skipped[name] = skipping.validated(self.sources[s], partial(self.read, s))
+                self.sources[s], self.skipped[name] = skipping.validated(self.sources[s], functools.partial(self.read, s))
                 print(skipping.summary(name, len(self.sources[s]), self.skipped[name]))
 
     def __len__(self) -> int:
@@ -115,25 +123,6 @@ def examples_dataset(reader: ExampleReader) -> tf.data.Dataset:
     return ds.apply(tf.data.experimental.assert_cardinality(len(reader))).cache()
 
 
-def horizontal_flip(example: dict) -> dict:
-    """Mirror image, mask and boxes together."""
-    out = dict(example)
-    out["image"] = tf.reverse(example["image"], axis=[1])
-    if "mask" in example:
-        out["mask"] = tf.reverse(example["mask"], axis=[1])
-    if "boxes" in example:
-        b = example["boxes"]
-        out["boxes"] = tf.stack([b[:, 0], 1.0 - b[:, 3], b[:, 2], 1.0 - b[:, 1]], axis=1)
-    return out
-
-
-def augment(example: dict, seed: tf.Tensor, horizontal: bool) -> dict:
-    if not horizontal:
-        return example
-    flip = tf.random.stateless_uniform([], seed=seed) < 0.5
-    return tf.cond(flip, lambda: horizontal_flip(example), lambda: dict(example))
-
-
 def encode(example: dict, tasks: dict):
     """An example -> (image, {task: target}, {task: sample weight})."""
     targets, weights = {}, {}
@@ -142,21 +131,106 @@ def encode(example: dict, tasks: dict):
     return example["image"], targets, weights
 
 
+@dataclass
+class SourceExamples:
+    """One source's examples for a split: `records` turned into example dicts by `decode` (None:
+    already examples), `count` of them. `kind` says where they come from (memory or a cache)."""
+
+    records: tf.data.Dataset
+    count: int
+    kind: str = "memory"
+    decode: Callable | None = None
+
+    def examples(self) -> tf.data.Dataset:
+        if self.decode is None:
+            return self.records
+        return self.records.map(self.decode, num_parallel_calls=AUTOTUNE)
+
+
+def load_sources(configs: list, tasks: dict, image_size, cache=None, split: str = "train") -> list[SourceExamples]:
+    """One `SourceExamples` per source config: from its TFRecord cache under `cache` when that
+    is complete (see data/cache.py), else read from the source (kept in memory after one pass)."""
+    sources = []
+    for config in configs:
+        folder = None
+        if cache:
+            from mtl_tf.data import cache as cache_lib
+
+            folder = cache_lib.find_complete(cache, split, config, tasks, image_size)
+        if folder is None:
+            reader = ExampleReader([config], tasks, image_size)
+            sources.append(SourceExamples(examples_dataset(reader), len(reader)))
+            continue
+        records, complete = cache_lib.read_records(folder, ordered=split != "train")
+        decode = cache_lib.parse_fn(example_signature(tasks, image_size), complete["image_format"])
+        sources.append(SourceExamples(records, complete["count"], f"cache:{complete['image_format']}", decode))
+    return sources
+
+
+def concatenated_examples(sources: list[SourceExamples]) -> tf.data.Dataset:
+    """The examples of all `sources`, one after the other."""
+    examples = [s.examples() for s in sources]
+    return functools.reduce(lambda a, b: a.concatenate(b), examples)
+
+
 def training_batches(
-    examples: tf.data.Dataset,
+    examples: tf.data.Dataset | list[SourceExamples],
     tasks: dict,
     batch_size: int,
     shuffle_buffer: int,
     seed: int,
-    horizontal_flip: bool = True,
+    augment=None,
+    mixing=None,
+    total_steps: int | None = None,
+    deterministic: bool = True,
 ) -> tf.data.Dataset:
-    """Shuffled, augmented, encoded batches, repeated forever (pair with `steps_per_epoch`)."""
-    ds = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    """Shuffled, mixed, augmented, encoded batches, repeated forever (pair with `steps_per_epoch`).
+
+    `examples`: one dataset, or one `SourceExamples` per train source. `augment` is the recipe's
+    data.augment (default: horizontal flips), `mixing` its data.mixing (default: one shuffled
+    stream of all sources); `total_steps` (epochs x steps) paces annealed mixing weights.
+    """
+    from mtl_tf.config import AugmentConfig
+
+    if isinstance(examples, tf.data.Dataset):
+        examples = [SourceExamples(examples, int(examples.cardinality()))]
+    augment = augment if augment is not None else AugmentConfig()
+    if mixing is None:
+        ds = _shuffled_stream(examples, shuffle_buffer, seed)
+    else:
+        streams = [_shuffled_stream([s], shuffle_buffer, seed + i) for i, s in enumerate(examples)]
+        ds = mixing_lib.mix(streams, mixing, [s.count for s in examples], batch_size, seed, total_steps)
+    out_size = tuple(ds.element_spec["image"].shape[:2])
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     ds = tf.data.Dataset.zip(ds, seeds)
-    ds = ds.map(lambda ex, s: augment(ex, s, horizontal_flip), num_parallel_calls=AUTOTUNE)
+    ds = ds.map(lambda ex, s: augment_lib.augment(ex, s, augment, out_size), num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda ex: encode(ex, tasks), num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return ds.with_options(options)
+
+
+def recipe_training_batches(recipe, tasks: dict, sources: list[SourceExamples], steps_per_epoch: int):
+    """`training_batches` as the recipe's data and train sections configure them."""
+    data = recipe.data
+    return training_batches(
+        sources, tasks, data.batch_size, data.shuffle_buffer, recipe.train.seed,
+        augment=data.augment, mixing=data.mixing, total_steps=steps_per_epoch * recipe.train.epochs,
+        deterministic=data.deterministic,
+    )
+
+
+def _shuffled_stream(sources: list[SourceExamples], shuffle_buffer: int, seed: int) -> tf.data.Dataset:
+    """Endless shuffled examples of `sources`; records of one kind are shuffled before decoding
+    (small serialized records in the buffer, decoding in parallel after it)."""
+    if len({s.kind for s in sources}) == 1:
+        records = functools.reduce(lambda a, b: a.concatenate(b), [s.records for s in sources])
+        ds = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+        decode = sources[0].decode
+        return ds if decode is None else ds.map(decode, num_parallel_calls=AUTOTUNE)
+    ds = concatenated_examples(sources)
+    return ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
 
 
 def validation_batches(examples: tf.data.Dataset, tasks: dict, batch_size: int) -> tf.data.Dataset:

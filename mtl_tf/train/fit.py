@@ -17,6 +17,7 @@ import yaml
 
 from mtl_tf.config import Recipe
 from mtl_tf.data import pipeline
+from mtl_tf.data.mixing import describe as mixing_describe
 from mtl_tf.evaluate.job import format_results, write_prediction_grid
 from mtl_tf.evaluate.runner import keras_infer, run_evaluators
 from mtl_tf.inference import keras_predictor
@@ -72,16 +73,18 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto") -> Pa
 
     model = build_model(recipe)
     tasks = model.tasks
-    train_reader = pipeline.ExampleReader(data.train, tasks, data.image_size)
-    val_reader = pipeline.ExampleReader(data.val, tasks, data.image_size)
-    train_examples = pipeline.examples_dataset(train_reader)
-    val_examples = pipeline.examples_dataset(val_reader)
-    steps = recipe.train.steps_per_epoch or pipeline.steps_per_epoch(len(train_reader), data.batch_size)
+    train_sources = pipeline.load_sources(data.train, tasks, data.image_size, data.cache, "train")
+    val_sources = pipeline.load_sources(data.val, tasks, data.image_size, data.cache, "val")
+    val_examples = pipeline.concatenated_examples(val_sources)
+    sizes = [s.count for s in train_sources]
+    steps = recipe.train.steps_per_epoch or pipeline.steps_per_epoch(sum(sizes), data.batch_size)
     epochs = recipe.train.epochs
+    cached = sum(s.kind != "memory" for s in train_sources + val_sources)
     print(
-        f"run {run}{' (resuming)' if resuming else ''}: {len(train_reader)} train / {len(val_reader)} val "
-        f"examples, tasks {', '.join(tasks)}, {model.count_params():,} parameters, "
-        f"{epochs} epochs x {steps} steps"
+        f"run {run}{' (resuming)' if resuming else ''}: {sum(sizes)} train / {sum(s.count for s in val_sources)} "
+        f"val examples ({cached} of {len(train_sources) + len(val_sources)} sources from the cache), "
+        f"tasks {', '.join(tasks)}, {model.count_params():,} parameters, {epochs} epochs x {steps} steps; "
+        f"batches: {mixing_describe(data.mixing, sizes, data.batch_size)}"
     )
 
     model.compile(optimizer=build_optimizer(recipe.train.optimizer, steps * epochs))
@@ -93,10 +96,7 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto") -> Pa
         keras.callbacks.BackupAndRestore(str(run / BACKUP)),
     ]
     model.fit(
-        pipeline.training_batches(
-            train_examples, tasks, data.batch_size, data.shuffle_buffer, recipe.train.seed,
-            horizontal_flip=data.augment.horizontal_flip,
-        ),
+        pipeline.recipe_training_batches(recipe, tasks, train_sources, steps),
         epochs=epochs,
         steps_per_epoch=steps,
         validation_data=pipeline.validation_batches(val_examples, tasks, data.batch_size),
