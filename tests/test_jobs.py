@@ -49,9 +49,10 @@ def test_float_tflite_export_is_builtin_only_with_matching_metadata(tiny_run, fl
     assert builtin_only(artifact) == []
     meta = json.loads((float_export / "metadata.json").read_text())
     assert meta["input"]["shape"] == [1, 64, 64, 3] and meta["input"]["dtype"] == "uint8"
-    assert set(meta["outputs"]) == {"detection", "segmentation"} == set(tflite_outputs(artifact))
+    names = {"detection_boxes", "detection_scores", "segmentation_logits"}
+    assert set(meta["outputs"]) == names == set(tflite_outputs(artifact))
     assert meta["tasks"]["segmentation"]["classes"] == ["ground", "road", "building", "water", "vegetation"]
-    assert len(meta["tasks"]["detection"]["anchors_cy_cx_h_w"]) == meta["outputs"]["detection"]["shape"][1]
+    assert len(meta["tasks"]["detection"]["anchors_cy_cx_h_w"]) == meta["outputs"]["detection_boxes"]["shape"][1]
 
 
 def test_keras_and_float_tflite_agree_through_the_same_evaluator(tiny_run, float_export, tmp_path):
@@ -60,8 +61,10 @@ def test_keras_and_float_tflite_agree_through_the_same_evaluator(tiny_run, float
     keras_model, tflite_model = load_predictor(tiny_run), load_predictor(float_export / "model.tflite")
     images = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
     keras_raw, tflite_raw = keras_model.infer(images), tflite_model.infer(images)
-    for task in ("detection", "segmentation"):
-        np.testing.assert_allclose(tflite_raw[task], keras_raw[task], atol=1e-3, rtol=1e-3)
+    boxes, probs = keras_model.tasks["detection"].decode(keras_raw["detection"])
+    np.testing.assert_allclose(tflite_raw["detection"]["boxes"], boxes, atol=1e-4)
+    np.testing.assert_allclose(tflite_raw["detection"]["scores"], probs[..., 1:], atol=1e-4)
+    np.testing.assert_allclose(tflite_raw["segmentation"]["logits"], keras_raw["segmentation"], atol=1e-3, rtol=1e-3)
 
     _invoke("evaluate", tiny_run, "--json", tmp_path / "k.json", "--report", tmp_path / "k")
     _invoke("evaluate", float_export / "model.tflite", "--json", tmp_path / "t.json", "--report", tmp_path / "t")
@@ -80,7 +83,7 @@ def test_export_replaces_an_artifact_only_when_complete(tiny_run, tmp_path, monk
     def broken(*args, **kwargs):
         raise job.ExportError("conversion failed on purpose")
 
-    monkeypatch.setattr(job, "export_tflite", broken)
+    monkeypatch.setattr(job, "convert_tflite", broken)
     result = CliRunner().invoke(main, ["export", str(tiny_run), "--out", str(tmp_path)])
     assert result.exit_code == 1 and "conversion failed on purpose" in result.output
     assert (tmp_path / "float32" / "model.tflite").read_bytes() == good
