@@ -100,7 +100,7 @@ class ExportConfig(Strict):
     calibration_images: int = Field(
         200, ge=1, description="validation images that calibrate full-int8 ranges (warning below 100)"
     )
-    max_drop: dict[str, float] = Field(
+    max_drop: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=dict,
         description="per task, the largest drop of its primary metric (a fraction: 0.01 = 1 point) "
         "that `mtl-tf export --verify` accepts; tasks not listed default to 0.02",

@@ -2,12 +2,12 @@
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import write_video
 from mtl_tf.cli import main
 
 EVALUATE_KEYS = {
@@ -90,21 +90,13 @@ def test_export_replaces_an_artifact_only_when_complete(tiny_run, tmp_path, monk
     assert [p.name for p in tmp_path.iterdir()] == ["float32"]  # no staging folder left behind
 
 
-def _write_video(path, frames=3, size=(96, 80)):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, size)
-    rng = np.random.default_rng(1)
-    for _ in range(frames):
-        writer.write(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
-    writer.release()
-
-
 def test_predict_on_images_folders_and_video(tiny_run, tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(inputs / "wide.png")
     Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(inputs / "square.jpg")
-    _write_video(tmp_path / "clip.mp4")
+    write_video(tmp_path / "clip.mp4")
     out = tmp_path / "out"
     _invoke("predict", tiny_run, inputs, tmp_path / "clip.mp4", "--out", out, "--min-score", "0")
 

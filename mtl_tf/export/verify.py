@@ -20,7 +20,7 @@ class Verifier:
 
         self.recipe = recipe
         self.batch_size = batch_size
-        self.reference = run_evaluate(keras_predictor(model, recipe=recipe), "val", None, batch_size, 0, False)
+        self.reference = run_evaluate(keras_predictor(model, recipe=recipe), "val", None, batch_size, 0, True)
         self.reports: dict = {}
 
     def __call__(self, artifact: Path) -> None:
@@ -31,7 +31,7 @@ class Verifier:
 
         predictor = load_predictor(artifact)
         predictor.recipe = self.recipe
-        results = run_evaluate(predictor, "val", None, self.batch_size, 0, False)
+        results = run_evaluate(predictor, "val", None, self.batch_size, 0, True)
         report, failures = {}, []
         for name, task in predictor.tasks.items():
             report[name] = metric_deltas(self.reference[name], results[name])
