@@ -242,30 +242,37 @@ def _copy_run(run, folder, max_drop):
     return folder
 
 
-def test_verify_rejects_a_degraded_artifact_and_keeps_the_good_one(tiny_run, tmp_path, monkeypatch):
-    from mtl_tf.export import onnx as onnx_export
+def test_verify_rejects_a_degraded_artifact_and_keeps_the_good_one(exports, tiny_run, tmp_path, monkeypatch):
     from mtl_tf.tasks.segmentation import SegmentationTask
 
     run = _copy_run(tiny_run, tmp_path / "run", {"segmentation": 0.0, "detection": 0.0})
     out = tmp_path / "out"
-    _invoke("export", run, "--out", out, "--onnx")
-    good = {p: (out / p).read_bytes() for p in ["float32/model.tflite", "onnx/model.onnx"]}
+    shutil.copytree(exports[0] / "float32", out / "float32")  # a good artifact of the same model
+    good = (out / "float32" / "model.tflite").read_bytes()
 
     # a degraded artifact: every pixel moved to the next class
     monkeypatch.setattr(SegmentationTask, "export_outputs", lambda self, raw, nms=False: {"logits": tf.roll(raw, 1, -1)})
     result = _invoke("export", run, "--out", out, "--verify", code=1)
     assert "float32: rejected by --verify: segmentation miou dropped" in result.output
     assert (out / "float32.rejected" / "model.tflite").is_file()
-    assert (out / "float32" / "model.tflite").read_bytes() == good["float32/model.tflite"]
+    assert (out / "float32" / "model.tflite").read_bytes() == good
+    assert sorted(p.name for p in out.iterdir()) == ["float32", "float32.rejected"]
+
+
+def test_a_failed_onnx_conversion_keeps_the_previous_artifact(tmp_path, monkeypatch):
+    from mtl_tf.export import job, onnx as onnx_export
+
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / "model.onnx").write_bytes(b"good")
 
     def broken(*args, **kwargs):
         raise onnx_export.ExportError("tf2onnx failed on purpose")
 
     monkeypatch.setattr(onnx_export, "convert_onnx", broken)
-    result = _invoke("export", run, "--out", out, "--onnx", code=1)
-    assert "tf2onnx failed on purpose" in result.output
-    assert (out / "onnx" / "model.onnx").read_bytes() == good["onnx/model.onnx"]
-    assert sorted(p.name for p in out.iterdir()) == ["float32", "float32.rejected", "onnx"]
+    with pytest.raises(job.ExportError, match="failed on purpose"):
+        job.write_variant(job.Variant("onnx", "onnx", model=None), tmp_path, tmp_path / "saved_model", None)
+    assert (tmp_path / "onnx" / "model.onnx").read_bytes() == b"good"
+    assert [p.name for p in tmp_path.iterdir()] == ["onnx"]
 
 
 def test_export_errors_are_one_line_messages(exports, tmp_path):
