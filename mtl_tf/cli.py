@@ -128,24 +128,36 @@ def predict(model, inputs, out, split, recipe, min_score):
 @main.command()
 @click.argument("run", metavar="RUN_OR_MODEL", type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), help="Export folder (default: <run>/export).")
-def export(run, out):
-    """Export a trained model to TFLite (float32, builtin ops only) with its metadata.json."""
+@click.option("--int8", is_flag=True, help="Also full int8 (uint8 input, int8 outputs), calibrated on val images.")
+@click.option("--fp16", is_flag=True, help="Also float16 weights.")
+@click.option("--dynamic", is_flag=True, help="Also dynamic-range (int8 weights, float activations).")
+@click.option("--qat", "qat_epochs", type=click.IntRange(min=1), default=None, metavar="EPOCHS",
+              help="Also quantization-aware fine-tune for EPOCHS, then full int8 (qat_int8).")
+@click.option("--onnx", is_flag=True, help="Also ONNX (tf2onnx), the input of TensorRT on Jetson.")
+@click.option("--nms/--no-nms", default=False, show_default=True,
+              help="Detection decode + NMS in the graph (builtin ops), or decoded boxes and scores for the app.")
+@click.option("--calibration", "calibration_images", type=click.IntRange(min=1),
+              help="int8 calibration images from val (default: the recipe's export.calibration_images).")
+@click.option("--verify", is_flag=True,
+              help="Evaluate every TFLite artifact with LiteRT on val; exit 1 when a drop exceeds export.max_drop.")
+def export(run, out, int8, fp16, dynamic, qat_epochs, onnx, nms, calibration_images, verify):
+    """Export a trained model: TFLite (builtin ops only), ONNX, each with its metadata.json."""
     try:
-        from mtl_tf.export.job import export_artifact
+        from mtl_tf.export.job import run_export
         from mtl_tf.inference import load_predictor
 
         predictor = load_predictor(run)
         if predictor.kind != "keras":
             raise _UserError(f"{run}: export needs a run folder or a .keras file, not a {predictor.kind} artifact")
-        model = predictor.model
         folder = Path(out) if out else predictor.path.parent / "export"
-        recipe = predictor.recipe.to_dict() if predictor.recipe else None
-        path = export_artifact(model, folder, "float32", recipe)
+        quantizations = ["float32"] + [q for q, on in [("float16", fp16), ("dynamic", dynamic), ("int8", int8)] if on]
+        run_export(predictor.model, predictor.recipe, folder, quantizations, nms, onnx, qat_epochs or 0,
+                   calibration_images, verify, log=click.echo)
     except _user_errors() as err:
         raise _UserError(str(err)) from None
     except Exception as err:  # noqa: BLE001  (re-raised unless it hides a DataError)
         raise _data_error(err) from None
-    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and {path.parent / 'metadata.json'}")
+    click.echo(f"artifacts and their metadata.json in {folder}")
 
 
 # ---------------------------------------------------------------- data

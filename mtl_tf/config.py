@@ -199,12 +199,25 @@ class TrainConfig(Strict):
     num_overlays: int = Field(6, ge=0, description="prediction overlays written after training")
 
 
+class ExportConfig(Strict):
+    calibration_images: int = Field(
+        200, ge=1, description="validation images that calibrate full-int8 ranges (warning below 100)"
+    )
+    max_drop: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="per task, the largest drop of its primary metric (a fraction: 0.01 = 1 point) "
+        "that `mtl-tf export --verify` accepts; tasks not listed default to 0.02",
+    )
+    qat_learning_rate: float = Field(1e-4, gt=0, description="learning rate of the --qat fine-tune")
+
+
 class Recipe(Strict):
     name: str = "run"
     data: DataConfig
     model: ModelConfig = ModelConfig()
     tasks: dict[str, Any] = Field(min_length=1)
     train: TrainConfig = TrainConfig()
+    export: ExportConfig = ExportConfig()
 
     def to_dict(self) -> dict:
         """The resolved recipe as plain data (what `fit` writes into the run folder)."""
@@ -259,6 +272,9 @@ def recipe_from_dict(raw: dict, origin: str = "<recipe>") -> Recipe:
                 problems.append(f"  {where}.type: {_unknown(kind, list(SOURCES), 'source type')}")
                 continue
             sources[i] = _validate_section(SOURCES[kind].Config, section, where, problems)
+    for name in recipe.export.max_drop:
+        if name not in recipe.tasks:
+            problems.append(f"  export.max_drop.{name}: {_unknown(name, list(recipe.tasks), 'task')}")
     if not problems:
         problems = _class_mismatches(recipe)
     if problems:

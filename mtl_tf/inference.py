@@ -22,7 +22,9 @@ class Predictor:
     path: Path
     tasks: dict  # name -> Task
     image_size: tuple[int, int]
-    infer: Callable[[np.ndarray], dict]  # uint8 images [B, H, W, 3] -> {task: raw output}
+    # uint8 images [B, H, W, 3] -> {task: raw output}; for an artifact with per-kind outputs,
+    # {task: {kind: float array}} (dequantized), which `Task.postprocess_exported` decodes.
+    infer: Callable[[np.ndarray], dict]
     recipe: Recipe | None
     model: object = None  # the Keras model, for kind "keras"
 
@@ -45,9 +47,9 @@ def load_predictor(path: str | Path, recipe: str | Path | None = None) -> Predic
     if path.suffix == ".keras":
         return _keras(path, recipe or _beside(path, "recipe.yaml"))
     if path.suffix == ".tflite":
-        return _from_metadata(path, "tflite", _tflite_infer(path), recipe)
+        return _from_metadata(path, "tflite", lambda tasks: _tflite_infer(path, tasks), recipe)
     if path.is_dir() and (path / "saved_model.pb").is_file():
-        return _from_metadata(path / "saved_model.pb", "saved_model", _saved_model_infer(path), recipe)
+        return _from_metadata(path / "saved_model.pb", "saved_model", lambda tasks: _saved_model_infer(path, tasks), recipe)
     raise ModelLoadError(
         f"{path}: not a run folder (with model.keras), a .keras file, a SavedModel folder or a .tflite file"
     )
@@ -91,7 +93,7 @@ def _keras(path: Path, recipe) -> Predictor:
     return keras_predictor(model, path, _load_recipe(recipe))
 
 
-def _from_metadata(path: Path, kind: str, infer, recipe) -> Predictor:
+def _from_metadata(path: Path, kind: str, make_infer, recipe) -> Predictor:
     from mtl_tf.export.metadata import read_metadata
     from mtl_tf.tasks import build_tasks
 
@@ -102,21 +104,66 @@ def _from_metadata(path: Path, kind: str, infer, recipe) -> Predictor:
         resolved = _load_recipe(recipe) if recipe is not None else _load_recipe(meta.get("recipe"))
     except RecipeError as err:
         raise ModelLoadError(str(err)) from None
-    return Predictor(kind, path, tasks, image_size, infer, resolved)
+    return Predictor(kind, path, tasks, image_size, make_infer(tasks), resolved)
 
 
-def _tflite_infer(path: Path):
+def group_outputs(outputs: dict, tasks) -> dict:
+    """Artifact outputs by name -> {task: raw output} (outputs named after a task) or
+    {task: {kind: array}} (per-kind outputs `<task>_<kind>`)."""
+    from mtl_tf.export.metadata import output_task_kind
+
+    grouped: dict = {}
+    for name, value in outputs.items():
+        task, kind = output_task_kind(name, tasks)
+        grouped.setdefault(task, {})[kind] = value
+    return {task: kinds["raw"] if set(kinds) == {"raw"} else kinds for task, kinds in grouped.items()}
+
+
+def dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
+    """A LiteRT output as float: real = scale * (q - zero_point) for quantized tensors."""
+    scale, zero_point = detail["quantization"]
+    if scale == 0 or not np.issubdtype(value.dtype, np.integer) or value.dtype == np.int32:
+        return value
+    return scale * (value.astype(np.float32) - zero_point)
+
+
+def _tflite_infer(path: Path, tasks):
     from ai_edge_litert.interpreter import Interpreter
 
     try:
         runner = Interpreter(model_path=str(path)).get_signature_runner("serve")
     except Exception as err:
         raise ModelLoadError(f"{path}: cannot open with LiteRT: {err}") from None
-    return lambda images: runner(image=np.ascontiguousarray(images, np.uint8))
+    details = runner.get_output_details()
+    fixed_batch = runner.get_input_details()["image"]["shape_signature"][0] == 1
+
+    def run(images):
+        out = runner(image=np.ascontiguousarray(images, np.uint8))
+        return {k: dequantize(v, details[k]) for k, v in out.items()}
+
+    return _batched_infer(run, fixed_batch, tasks)
 
 
-def _saved_model_infer(folder: Path):
+def _saved_model_infer(folder: Path, tasks):
     import tensorflow as tf
 
     serve = tf.saved_model.load(str(folder)).signatures["serve"]
-    return lambda images: {k: v.numpy() for k, v in serve(image=tf.constant(images, tf.uint8)).items()}
+    fixed_batch = serve.structured_input_signature[1]["image"].shape[0] == 1
+
+    def run(images):
+        return {k: v.numpy() for k, v in serve(image=tf.constant(images, tf.uint8)).items()}
+
+    return _batched_infer(run, fixed_batch, tasks)
+
+
+def _batched_infer(run, fixed_batch: bool, tasks):
+    """`infer` from `run(images) -> {output name: array}`; edge artifacts take one image at a
+    time, so a batch is run image by image and the outputs stacked."""
+
+    def infer(images):
+        if not fixed_batch:
+            return group_outputs(run(images), tasks)
+        per_image = [run(image[None]) for image in images]
+        return group_outputs({k: np.concatenate([o[k] for o in per_image]) for k in per_image[0]}, tasks)
+
+    return infer

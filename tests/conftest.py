@@ -11,6 +11,18 @@ DET_CLASSES = ["pedestrian", "cyclist", "car", "bus"]
 SEG_CLASSES = ["ground", "road", "building", "water", "vegetation"]
 
 
+def write_video(path, frames: int = 3, size=(96, 80)) -> None:
+    """A short MP4 of random frames (width, height = `size`)."""
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, size)
+    rng = np.random.default_rng(1)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    writer.release()
+
+
 def tiny_task_configs(extra_channels: int = 16) -> dict:
     return {
         "detection": {"classes": DET_CLASSES, "extra_channels": extra_channels, "min_scale": 0.1},

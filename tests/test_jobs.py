@@ -2,12 +2,12 @@
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import write_video
 from mtl_tf.cli import main
 
 EVALUATE_KEYS = {
@@ -49,9 +49,10 @@ def test_float_tflite_export_is_builtin_only_with_matching_metadata(tiny_run, fl
     assert builtin_only(artifact) == []
     meta = json.loads((float_export / "metadata.json").read_text())
     assert meta["input"]["shape"] == [1, 64, 64, 3] and meta["input"]["dtype"] == "uint8"
-    assert set(meta["outputs"]) == {"detection", "segmentation"} == set(tflite_outputs(artifact))
+    names = {"detection_boxes", "detection_scores", "segmentation_logits"}
+    assert set(meta["outputs"]) == names == set(tflite_outputs(artifact))
     assert meta["tasks"]["segmentation"]["classes"] == ["ground", "road", "building", "water", "vegetation"]
-    assert len(meta["tasks"]["detection"]["anchors_cy_cx_h_w"]) == meta["outputs"]["detection"]["shape"][1]
+    assert len(meta["tasks"]["detection"]["anchors_cy_cx_h_w"]) == meta["outputs"]["detection_boxes"]["shape"][1]
 
 
 def test_keras_and_float_tflite_agree_through_the_same_evaluator(tiny_run, float_export, tmp_path):
@@ -60,8 +61,10 @@ def test_keras_and_float_tflite_agree_through_the_same_evaluator(tiny_run, float
     keras_model, tflite_model = load_predictor(tiny_run), load_predictor(float_export / "model.tflite")
     images = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
     keras_raw, tflite_raw = keras_model.infer(images), tflite_model.infer(images)
-    for task in ("detection", "segmentation"):
-        np.testing.assert_allclose(tflite_raw[task], keras_raw[task], atol=1e-3, rtol=1e-3)
+    boxes, probs = keras_model.tasks["detection"].decode(keras_raw["detection"])
+    np.testing.assert_allclose(tflite_raw["detection"]["boxes"], boxes, atol=1e-4)
+    np.testing.assert_allclose(tflite_raw["detection"]["scores"], probs[..., 1:], atol=1e-4)
+    np.testing.assert_allclose(tflite_raw["segmentation"]["logits"], keras_raw["segmentation"], atol=1e-3, rtol=1e-3)
 
     _invoke("evaluate", tiny_run, "--json", tmp_path / "k.json", "--report", tmp_path / "k")
     _invoke("evaluate", float_export / "model.tflite", "--json", tmp_path / "t.json", "--report", tmp_path / "t")
@@ -80,19 +83,11 @@ def test_export_replaces_an_artifact_only_when_complete(tiny_run, tmp_path, monk
     def broken(*args, **kwargs):
         raise job.ExportError("conversion failed on purpose")
 
-    monkeypatch.setattr(job, "export_tflite", broken)
+    monkeypatch.setattr(job, "convert_tflite", broken)
     result = CliRunner().invoke(main, ["export", str(tiny_run), "--out", str(tmp_path)])
     assert result.exit_code == 1 and "conversion failed on purpose" in result.output
     assert (tmp_path / "float32" / "model.tflite").read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["float32"]  # no staging folder left behind
-
-
-def _write_video(path, frames=3, size=(96, 80)):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, size)
-    rng = np.random.default_rng(1)
-    for _ in range(frames):
-        writer.write(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
-    writer.release()
 
 
 def test_predict_on_images_folders_and_video(tiny_run, tmp_path):
@@ -101,7 +96,7 @@ def test_predict_on_images_folders_and_video(tiny_run, tmp_path):
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(inputs / "wide.png")
     Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(inputs / "square.jpg")
-    _write_video(tmp_path / "clip.mp4")
+    write_video(tmp_path / "clip.mp4")
     out = tmp_path / "out"
     _invoke("predict", tiny_run, inputs, tmp_path / "clip.mp4", "--out", out, "--min-score", "0")
 

@@ -40,8 +40,10 @@ def evaluate(infer: Infer, tasks: dict, batches, progress: bool = False) -> dict
 
 
 def predict_task(task, raw) -> dict:
-    """A task's post-processed predictions of a batch, as numpy arrays."""
-    return {k: np.asarray(v) for k, v in task.postprocess(raw).items()}
+    """A task's post-processed predictions of a batch, as numpy arrays. `raw` is the raw head
+    output, or an exported artifact's outputs of the task keyed by kind."""
+    decoded = task.postprocess_exported(raw) if isinstance(raw, dict) else task.postprocess(raw)
+    return {k: np.asarray(v) for k, v in decoded.items()}
 
 
 def scalar_metrics(results: dict) -> dict[str, float]:

@@ -1,1 +1,1 @@
-"""Export: TFLite/LiteRT artifacts (and their metadata) for edge targets."""
+"""Export: TFLite/LiteRT (float, fp16, dynamic, int8, QAT) and ONNX artifacts with their metadata."""

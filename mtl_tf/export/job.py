@@ -1,12 +1,29 @@
-"""The `export` job: a trained model -> one folder per artifact (model file + metadata.json)."""
+"""The `export` job: a trained model -> one folder per artifact (model file + metadata.json).
+
+Folders are named after the variant: `float32`, `float16`, `dynamic`, `int8`, `qat_int8`,
+`onnx`, with `_nms` appended when detection post-processing runs in the graph. Each is written
+into a staging folder and swapped into place only once complete (and, with `verify`, accepted),
+so a failed export never replaces a good artifact.
+"""
 
 from __future__ import annotations
 
 import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from mtl_tf.export.metadata import build_metadata, write_metadata
-from mtl_tf.export.tflite import ExportError, builtin_only, export_tflite, tflite_outputs
+from mtl_tf.export.serving import export_serving_model
+from mtl_tf.export.tflite import ExportError, builtin_only, convert_tflite, tflite_outputs, write_atomic
+
+MIN_CALIBRATION_IMAGES = 100
+
+
+class VerificationError(ExportError):
+    """An artifact's metric drop against the float Keras model exceeds the recipe's threshold."""
 
 
 def replace_folder(staging: Path, final: Path) -> None:
@@ -20,21 +37,159 @@ def replace_folder(staging: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def export_artifact(model, out: Path, quantization: str = "float32", recipe: dict | None = None) -> Path:
-    """`out/<quantization>/model.tflite` + `metadata.json`; returns the artifact's path."""
-    final = Path(out) / quantization
-    staging = Path(out) / f".{quantization}.partial"
+def variant_name(kind: str, nms: bool) -> str:
+    return f"{kind}_nms" if nms else kind
+
+
+@dataclass
+class Variant:
+    """One artifact to write: `quantization` of the TFLite converter, or "onnx"."""
+
+    name: str
+    quantization: str
+    model: object  # the Keras multitask model it is exported from (the QAT model for qat_int8)
+    nms: bool = False
+    extra: dict = field(default_factory=dict)  # more metadata (calibration, QAT)
+
+
+def write_variant(
+    variant: Variant, out: Path, saved_model: Path, recipe: dict | None, representative=None,
+    check: Callable[[Path], None] | None = None,
+) -> Path:
+    """Convert `saved_model` (the variant's serving graph) into `out/<variant>/` atomically;
+    `check(artifact)` may reject it (raise) before it replaces anything. Returns the artifact."""
+    final = Path(out) / variant.name
+    staging = Path(out) / f".{variant.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        path = export_tflite(model, staging, quantization)
-        custom = builtin_only(path)
-        if custom:
-            raise ExportError(f"{path.name} holds non-builtin ops {custom}; stock LiteRT cannot run them")
-        metadata = build_metadata(model, recipe, path.name, tflite_outputs(path), quantization)
+        if variant.quantization == "onnx":
+            from mtl_tf.export.onnx import convert_onnx, onnx_outputs
+
+            path = staging / "model.onnx"
+            write_atomic(path, convert_onnx(saved_model))
+            outputs, input_dtype = onnx_outputs(path), "uint8"
+        else:
+            path = staging / "model.tflite"
+            write_atomic(path, convert_tflite(saved_model, variant.quantization, representative))
+            custom = builtin_only(path)
+            if custom:
+                raise ExportError(f"{path.name} holds non-builtin ops {custom}; stock LiteRT cannot run them")
+            outputs, input_dtype = tflite_outputs(path), "uint8"
+        metadata = build_metadata(
+            variant.model, recipe, path.name, outputs, variant.quantization, variant.nms, input_dtype, variant.extra
+        )
         write_metadata(staging, metadata)
+        if check is not None:
+            check(path)
         replace_folder(staging, final)
+    except VerificationError:
+        rejected = Path(out) / f"{variant.name}.rejected"
+        shutil.rmtree(rejected, ignore_errors=True)
+        staging.rename(rejected)
+        raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return final / path.name
+
+
+def export_variants(variants: list[Variant], out: Path, recipe: dict | None, representative=None,
+                    check=None, log=print) -> list[Path]:
+    """Write every variant, sharing one SavedModel per (model, nms); returns the artifacts.
+    A variant rejected by `check` does not stop the others; the rejections are raised at the end."""
+    work = Path(tempfile.mkdtemp(prefix="mtl_tf_export_"))
+    saved: dict = {}
+    paths, rejected = [], []
+    try:
+        for variant in variants:
+            key = (id(variant.model), variant.nms)
+            if key not in saved:
+                saved[key] = export_serving_model(variant.model, work / f"saved_model_{len(saved)}", variant.nms)
+            try:
+                path = write_variant(variant, out, saved[key], recipe, representative, check)
+            except VerificationError as err:
+                rejected.append(str(err))
+                log(f"rejected {variant.name}: kept in {Path(out) / (variant.name + '.rejected')}")
+                continue
+            log(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+            paths.append(path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if rejected:
+        raise VerificationError("\n".join(rejected))
+    return paths
+
+
+def export_artifact(model, out: Path, quantization: str = "float32", recipe: dict | None = None,
+                    nms: bool = False, representative=None) -> Path:
+    """`out/<variant>/model.tflite` + `metadata.json`; returns the artifact's path."""
+    variant = Variant(variant_name(quantization, nms), quantization, model, nms)
+    return export_variants([variant], out, recipe, representative, log=lambda _: None)[0]
+
+
+def representative_images(recipe, tasks: dict, image_size, count: int) -> Callable:
+    """`representative()` yielding up to `count` uint8 images [1, H, W, 3] of the recipe's
+    validation split, the calibration set of full-int8 conversion (warns below 100)."""
+    from mtl_tf.data import pipeline
+
+    reader = pipeline.ExampleReader(recipe.data.val, tasks, image_size)
+    available = min(count, len(reader))
+    if available < MIN_CALIBRATION_IMAGES:
+        warnings.warn(
+            f"int8 calibration on {available} validation images; use at least {MIN_CALIBRATION_IMAGES} "
+            "realistic images (export.calibration_images) for sane activation ranges", stacklevel=2,
+        )
+
+    def representative():
+        for i, example in enumerate(reader):
+            if i >= available:
+                return
+            yield example["image"][None]
+
+    representative.count = available
+    return representative
+
+
+def run_export(
+    model, recipe, out: Path, quantizations=("float32",), nms: bool = False, onnx: bool = False,
+    qat_epochs: int = 0, calibration_images: int | None = None, verify: bool = False, log=print,
+) -> list[Path]:
+    """The `export` command: every requested artifact of `model` in `out`, with --verify checks.
+
+    `recipe` (the run's) supplies calibration images and QAT data; it is required for "int8",
+    `qat_epochs` and `verify`.
+    """
+    needs_data = "int8" in quantizations or qat_epochs or verify
+    if needs_data and recipe is None:
+        raise ExportError("int8, --qat and --verify need the run's recipe (recipe.yaml beside the model)")
+    variants = [Variant(variant_name(q, nms), q, model, nms) for q in quantizations]
+    representative = None
+    if "int8" in quantizations or qat_epochs:
+        count = calibration_images or recipe.export.calibration_images
+        representative = representative_images(recipe, model.tasks, model.image_size, count)
+        calibration = {"calibration": {"split": "val", "images": representative.count}}
+        for v in variants:
+            v.extra.update(calibration if v.quantization == "int8" else {})
+    if qat_epochs:
+        from mtl_tf.export.qat import qat_finetune
+
+        log(f"quantization-aware fine-tune: {qat_epochs} epochs")
+        qat = qat_finetune(model, recipe, qat_epochs)
+        extra = {**calibration, "qat": {"epochs": qat_epochs, "learning_rate": recipe.export.qat_learning_rate}}
+        variants.append(Variant(variant_name("qat_int8", nms), "int8", qat, nms, extra))
+    if onnx:
+        variants.append(Variant(variant_name("onnx", nms), "onnx", model, nms))
+    check = None
+    if verify:
+        from mtl_tf.export.verify import Verifier, format_report
+
+        log("evaluating the Keras model on the validation split (the --verify reference)")
+        check = Verifier(model, recipe)
+    recipe_dict = recipe.to_dict() if recipe is not None else None
+    try:
+        return export_variants(variants, out, recipe_dict, representative, check, log)
+    finally:
+        if check is not None:
+            for name, report in check.reports.items():
+                log(f"verify {name} (artifact vs Keras, validation split):\n{format_report(report)}")

@@ -5,29 +5,51 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mtl_tf.export.tflite import write_atomic
+
 METADATA = "metadata.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
-def build_metadata(model, recipe: dict | None, artifact: str, outputs: dict, quantization: str) -> dict:
+def output_task_kind(name: str, tasks) -> tuple[str, str]:
+    """(task, kind) of an artifact output: `<task>_<kind>`, or a task's raw output named `<task>`."""
+    if name in tasks:
+        return name, "raw"
+    for task in sorted(tasks, key=len, reverse=True):
+        if name.startswith(f"{task}_"):
+            return task, name[len(task) + 1:]
+    raise ValueError(f"artifact output '{name}' belongs to none of the tasks {list(tasks)}")
+
+
+def build_metadata(
+    model, recipe: dict | None, artifact: str, outputs: dict, quantization: str,
+    nms: bool = False, input_dtype: str = "uint8", extra: dict | None = None,
+) -> dict:
     """Everything needed to feed the artifact and decode its outputs.
 
-    `outputs`: {name: {"shape", "dtype", "quantization"}} as read back from the artifact.
+    `outputs`: {name: {"shape", "dtype", "quantization"}} as read back from the artifact; each
+    gets its "task" and "kind". A quantized output reads real = scale * (q - zero_point).
     """
     tasks = {}
     for name, task in model.tasks.items():
-        entry = {"classes": task.classes, "config": task.config.model_dump(mode="json")}
-        if hasattr(task, "anchors"):
-            entry["anchors_cy_cx_h_w"] = task.anchors.round(6).tolist()
-        tasks[name] = entry
+        tasks[name] = {
+            "classes": task.classes,
+            "config": task.config.model_dump(mode="json"),
+            **task.export_parameters(),
+        }
+    outputs = {
+        name: {**spec, **dict(zip(("task", "kind"), output_task_kind(name, model.tasks)))}
+        for name, spec in outputs.items()
+    }
     return {
         "format_version": FORMAT_VERSION,
         "artifact": artifact,
         "quantization": quantization,
+        "nms_in_graph": nms,
         "input": {
             "name": "image",
             "shape": [1, *model.image_size, 3],
-            "dtype": "uint8",
+            "dtype": input_dtype,
             "layout": "NHWC",
             "color": "RGB",
             "normalization": "none: raw 0..255 pixels, the model normalizes inside",
@@ -36,13 +58,14 @@ def build_metadata(model, recipe: dict | None, artifact: str, outputs: dict, qua
         "tasks": tasks,
         "box_format": "normalized [ymin, xmin, ymax, xmax]",
         "model": {"backbone": model.backbone_args, "split_last_stage": model.split_last_stage},
+        **(extra or {}),
         "recipe": recipe,
     }
 
 
 def write_metadata(folder: Path, metadata: dict) -> Path:
     path = Path(folder) / METADATA
-    path.write_text(json.dumps(metadata, indent=1))
+    write_atomic(path, json.dumps(metadata, indent=1).encode())
     return path
 
 

@@ -6,11 +6,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 import tensorflow as tf
 
-QUANTIZATIONS = ("float32",)
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+# Full-int8 artifacts take raw uint8 pixels (the model normalizes inside) and give int8 outputs,
+# each with its own scale and zero point (see metadata.json); NMS outputs stay float/int32.
+INT8_INPUT, INT8_OUTPUT = tf.uint8, tf.int8
 
 
 class ExportError(RuntimeError):
@@ -23,17 +27,38 @@ def export_saved_model(model, folder: Path) -> Path:
     return folder
 
 
-def convert_tflite(saved_model: Path, quantization: str = "float32") -> bytes:
-    """TFLite flatbuffer with builtin ops only: conversion fails rather than fall back to Flex
-    (SELECT_TF_OPS), which stock Android LiteRT cannot run."""
+def convert_tflite(
+    saved_model: Path,
+    quantization: str = "float32",
+    representative: Callable[[], Iterable[np.ndarray]] | None = None,
+) -> bytes:
+    """TFLite flatbuffer of a SavedModel's `serve` signature, with builtin ops only: conversion
+    fails rather than fall back to Flex (SELECT_TF_OPS), which stock Android LiteRT cannot run.
+
+    quantization: "float32"; "float16" (fp16 weights); "dynamic" (int8 weights, float
+    activations); "int8" (full integer: uint8 image input, int8 kernels and activations, int8
+    outputs; ops without an int8 kernel, like NMS, stay float). "int8" needs `representative()`,
+    yielding uint8 image batches [1, H, W, 3] to calibrate the activation ranges on.
+    """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}. Received: {quantization!r}")
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serve"])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantization == "int8":
+        if representative is None:
+            raise ValueError("int8 quantization needs a representative dataset (calibration images)")
+        converter.representative_dataset = lambda: ([np.asarray(b, np.uint8)] for b in representative())
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        converter.inference_input_type = INT8_INPUT
+        converter.inference_output_type = INT8_OUTPUT
     try:
         return converter.convert()
     except Exception as err:  # the converter raises ConverterError and others
-        raise ExportError(f"TFLite conversion with builtin ops only failed: {err}") from None
+        raise ExportError(f"TFLite {quantization} conversion with builtin ops only failed: {err}") from None
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -43,18 +68,19 @@ def write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; an artifact is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def export_tflite(model, folder: Path, quantization: str = "float32") -> Path:
-    """`folder/model.tflite` from a Keras multitask model; returns its path."""
+def export_tflite(model, folder: Path, quantization: str = "float32", representative=None) -> Path:
+    """`folder/model.tflite` from a Keras multitask model (raw outputs per task); returns its path."""
     work = Path(tempfile.mkdtemp(prefix="mtl_tf_export_"))
     try:
         saved = export_saved_model(model, work / "saved_model")
-        data = convert_tflite(saved, quantization)
+        data = convert_tflite(saved, quantization, representative)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     path = Path(folder) / "model.tflite"
@@ -78,14 +104,34 @@ def tflite_outputs(path: Path) -> dict:
     }
 
 
-def builtin_only(path: Path) -> list[str]:
-    """The names of custom/Flex ops in a .tflite (empty when everything is a builtin)."""
+def _read_model(path: Path):
     from tensorflow.lite.python import schema_py_generated as schema
 
     buf = Path(path).read_bytes()
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buf, 0))
+    return schema, schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buf, 0))
+
+
+def builtin_only(path: Path) -> list[str]:
+    """The names of custom/Flex ops in a .tflite (empty when everything is a builtin)."""
+    schema, model = _read_model(path)
     return [
         (op.customCode or b"").decode()
         for op in model.operatorCodes
         if max(op.builtinCode, op.deprecatedBuiltinCode) == schema.BuiltinOperator.CUSTOM
     ]
+
+
+def tflite_ops(path: Path) -> list[tuple[str, str]]:
+    """(builtin op name, dtype of its first input) for every operator of the main subgraph,
+    e.g. ("CONV_2D", "INT8"), to check what a quantized artifact really computes in."""
+    schema, model = _read_model(path)
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    graph = model.subgraphs[0]
+    ops = []
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        name = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
+        first = next((i for i in (op.inputs if op.inputs is not None else []) if i >= 0), None)
+        ops.append((name, type_names[graph.tensors[first].type] if first is not None else "NONE"))
+    return ops

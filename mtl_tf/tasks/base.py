@@ -72,6 +72,20 @@ class Task:
         """Decode a batch of raw head outputs into predictions (boxes, class maps, ...)."""
         raise NotImplementedError
 
+    # -- export -----------------------------------------------------------------------
+    def export_outputs(self, raw, nms: bool = False) -> dict[str, tf.Tensor]:
+        """The artifact's outputs of this task, one tensor per kind (so int8 scales stay sane),
+        keyed by kind; the artifact names them `<task>_<kind>`. `nms`: post-process in graph."""
+        return {"raw": raw}
+
+    def postprocess_exported(self, outputs: dict) -> dict[str, tf.Tensor]:
+        """`postprocess` for the (float) outputs of an exported artifact, keyed by kind."""
+        return self.postprocess(outputs["raw"])
+
+    def export_parameters(self) -> dict:
+        """What an app needs besides the outputs to use them (anchors, thresholds, ...)."""
+        return {}
+
     # -- evaluation and reports -------------------------------------------------------
     def evaluator(self):
         """A fresh evaluator of this task's metrics; `result()` gives them as a dict."""

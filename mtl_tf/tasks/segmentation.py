@@ -89,6 +89,16 @@ class SegmentationTask(Task):
     def postprocess(self, raw):
         return {"mask": tf.cast(tf.argmax(raw, axis=-1), tf.uint8)}
 
+    def export_outputs(self, raw, nms=False):
+        """Logits [B, H, W, C]; the app takes the argmax (no in-graph choice to make)."""
+        return {"logits": raw}
+
+    def postprocess_exported(self, outputs):
+        return self.postprocess(outputs["logits"])
+
+    def export_parameters(self):
+        return {"postprocess": "argmax over the last axis of segmentation_logits"}
+
     # -- evaluation and reports -------------------------------------------------------
     def evaluator(self):
         return ConfusionMatrixEvaluator(self.classes)

@@ -159,10 +159,14 @@ class DetectionTask(Task):
     def postprocess(self, raw):
         """Per-class NMS -> boxes [B, K, 4], scores [B, K], classes [B, K], num_detections [B]."""
         boxes, probs = self.decode(raw)
+        return self.nms(boxes, probs[..., 1:])
+
+    def nms(self, boxes, scores):
+        """Per-class NMS of decoded boxes [B, A, 4] with class scores [B, A, C] (no background)."""
         cfg = self.config
         nms = tf.image.combined_non_max_suppression(
-            boxes[:, :, None, :],
-            probs[..., 1:],
+            tf.convert_to_tensor(boxes, tf.float32)[:, :, None, :],
+            tf.convert_to_tensor(scores, tf.float32),
             max_output_size_per_class=cfg.max_detections,
             max_total_size=cfg.max_detections,
             iou_threshold=cfg.nms_iou,
@@ -174,6 +178,41 @@ class DetectionTask(Task):
             "scores": nms.nmsed_scores,
             "classes": tf.cast(nms.nmsed_classes, tf.int32),
             "num_detections": nms.valid_detections,
+        }
+
+    # -- export -----------------------------------------------------------------------
+    def export_outputs(self, raw, nms=False):
+        """Without `nms`: boxes [B, A, 4] (decoded, normalized yxyx) and class probabilities
+        [B, A, C] (background dropped). With `nms` (batch 1 only): the same as `postprocess`
+        (boxes [1, K, 4], scores [1, K], classes [1, K] int32, count [1] int32), computed with
+        builtin TFLite ops only."""
+        boxes, probs = self.decode(raw)
+        if not nms:
+            return {"boxes": boxes, "scores": probs[..., 1:]}
+        if boxes.shape[0] != 1:
+            raise ValueError(f"in-graph NMS needs a batch of 1. Received: batch={boxes.shape[0]}")
+        out = per_class_nms(boxes[0], probs[0, :, 1:], self.config)
+        return {k: v[None] for k, v in out.items()}
+
+    def postprocess_exported(self, outputs):
+        if "count" in outputs:  # NMS ran in the graph
+            return {
+                "boxes": outputs["boxes"],
+                "scores": outputs["scores"],
+                "classes": np.asarray(outputs["classes"]).astype(np.int32),
+                "num_detections": np.asarray(outputs["count"]).astype(np.int32),
+            }
+        return self.nms(outputs["boxes"], outputs["scores"])
+
+    def export_parameters(self):
+        cfg = self.config
+        return {
+            "anchors_cy_cx_h_w": self.anchors.round(6).tolist(),
+            "box_variance": list(cfg.box_variance),
+            "nms_iou": cfg.nms_iou,
+            "score_threshold": cfg.score_threshold,
+            "max_detections": cfg.max_detections,
+            "nms": "per class (greedy, IoU > nms_iou suppressed), then the top max_detections by score",
         }
 
     # -- evaluation and reports -------------------------------------------------------
@@ -220,3 +259,32 @@ class DetectionTask(Task):
             self.classes,
             None if scores is None else np.asarray(scores)[keep],
         )
+
+
+def per_class_nms(boxes, scores, cfg: DetectionConfig) -> dict:
+    """`combined_non_max_suppression` for one image with ops TFLite has as builtins
+    (NON_MAX_SUPPRESSION_V5 per class, then TOPK_V2): boxes [A, 4], scores [A, C] ->
+    boxes [K, 4], scores [K], classes [K] (int32), count [] (int32), zero-padded to K."""
+    k = cfg.max_detections
+    picked_boxes, picked_scores, picked_classes = [], [], []
+    for c in range(scores.shape[-1]):
+        index, score, _ = tf.raw_ops.NonMaxSuppressionV5(
+            boxes=boxes, scores=scores[:, c], max_output_size=k, iou_threshold=cfg.nms_iou,
+            score_threshold=cfg.score_threshold, soft_nms_sigma=0.0, pad_to_max_output_size=True,
+        )
+        picked_boxes.append(tf.gather(boxes, index))
+        picked_scores.append(score)
+        picked_classes.append(tf.fill([k], c))
+    scores_all = tf.concat(picked_scores, 0)
+    top, order = tf.math.top_k(scores_all, k=min(k, int(scores_all.shape[0])))
+    valid = top > cfg.score_threshold
+    count = tf.reduce_sum(tf.cast(valid, tf.int32))
+    pad = k - int(top.shape[0])
+    boxes_out = tf.where(valid[:, None], tf.gather(tf.concat(picked_boxes, 0), order), 0.0)
+    classes_out = tf.where(valid, tf.gather(tf.concat(picked_classes, 0), order), 0)
+    return {
+        "boxes": tf.pad(boxes_out, [[0, pad], [0, 0]]),
+        "scores": tf.pad(tf.where(valid, top, 0.0), [[0, pad]]),
+        "classes": tf.pad(classes_out, [[0, pad]]),
+        "count": count,
+    }

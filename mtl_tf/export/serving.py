@@ -1,0 +1,38 @@
+"""The serving graph of an artifact: uint8 image [1, H, W, 3] -> one output per task and kind.
+
+Every task splits its raw head output into outputs of one kind each (`<task>_<kind>`, e.g.
+`detection_boxes` normalized to [0, 1] beside `detection_scores`), so an int8 artifact gets one
+sane scale per kind; with `nms`, detection post-processing (decode + per-class NMS) runs in the
+graph with builtin TFLite ops.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+
+def output_name(task: str, kind: str) -> str:
+    return f"{task}_{kind}"
+
+
+def serving_outputs(model, images, nms: bool = False) -> dict:
+    """{`<task>_<kind>`: tensor} of a multitask model on uint8 `images`."""
+    raw = model(images, training=False)
+    outputs = {}
+    for name, task in model.tasks.items():
+        for kind, tensor in task.export_outputs(raw[name], nms).items():
+            outputs[output_name(name, kind)] = tensor
+    return outputs
+
+
+def export_serving_model(model, folder: Path, nms: bool = False) -> Path:
+    """SavedModel with signature `serve`: image (uint8 [1, H, W, 3]) -> per-kind outputs."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    spec = tf.TensorSpec([1, *model.image_size, 3], tf.uint8, name="image")
+    archive.add_endpoint("serve", lambda image: serving_outputs(model, image, nms), input_signature=[spec])
+    archive.write_out(str(folder), verbose=False)
+    return Path(folder)

@@ -1,0 +1,295 @@
+"""`mtl-tf export`: quantized TFLite, in-graph NMS, ONNX, QAT, --verify and the Jetson runner."""
+
+import json
+import shutil
+import subprocess
+import sys
+from collections import Counter
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+from click.testing import CliRunner
+
+from conftest import ROOT, write_video
+from mtl_tf.cli import main
+
+PER_KIND = {"detection_boxes", "detection_scores", "segmentation_logits"}
+WITH_NMS = {"detection_boxes", "detection_scores", "detection_classes", "detection_count", "segmentation_logits"}
+
+
+def _invoke(*args, code=0):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def exports(tiny_run, tmp_path_factory):
+    """Every variant of the tiny run from one CLI call, checked with --verify (max_drop 0.05)."""
+    out = tmp_path_factory.mktemp("exports")
+    run = _copy_run(tiny_run, tmp_path_factory.mktemp("verified") / "run", {"segmentation": 0.05, "detection": 0.05})
+    with pytest.warns(UserWarning, match="calibration on 8 validation images"):
+        result = _invoke("export", run, "--out", out, "--int8", "--fp16", "--dynamic", "--onnx",
+                         "--qat", "1", "--calibration", "8", "--verify")
+    return out, result.output
+
+
+@pytest.fixture(scope="module")
+def nms_exports(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("nms_exports")
+    _invoke("export", tiny_run, "--out", out, "--nms", "--onnx")
+    return out
+
+
+@pytest.fixture(scope="module")
+def val_images(tiny_run):
+    from mtl_tf.evaluate.job import split_examples
+    from mtl_tf.inference import load_predictor
+
+    examples = split_examples(load_predictor(tiny_run), "val")
+    return np.stack([e["image"] for e in examples.as_numpy_iterator()])
+
+
+def _signature(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path)).get_signature_runner("serve")
+    return runner.get_input_details(), runner.get_output_details()
+
+
+@pytest.mark.parametrize("variant", ["int8", "qat_int8"])
+def test_int8_artifacts_are_builtin_only_and_compute_in_int8(exports, variant):
+    from mtl_tf.export.tflite import builtin_only, tflite_ops
+
+    path = exports[0] / variant / "model.tflite"
+    assert builtin_only(path) == []
+    ops = tflite_ops(path)
+    convs = [dtype for name, dtype in ops if name == "CONV_2D"]
+    assert convs and set(convs) == {"INT8"}
+    assert sum(dtype == "INT8" for _, dtype in ops) / len(ops) > 0.9, Counter(ops)
+    inputs, outputs = _signature(path)
+    assert inputs["image"]["dtype"] == np.uint8
+    assert {d["dtype"] for d in outputs.values()} == {np.int8}
+    assert all(d["quantization"][0] > 0 for d in outputs.values())
+
+
+def test_every_artifact_has_per_kind_outputs_described_by_its_metadata(exports, tiny_run):
+    from mtl_tf.export.onnx import onnx_outputs
+    from mtl_tf.export.tflite import tflite_outputs
+    from mtl_tf.inference import load_predictor
+
+    model = load_predictor(tiny_run).model
+    anchors = model.tasks["detection"].num_anchors
+    expected_shapes = {"detection_boxes": [1, anchors, 4], "detection_scores": [1, anchors, 4],
+                       "segmentation_logits": [1, 64, 64, 5]}
+    for variant in ["float32", "float16", "dynamic", "int8", "qat_int8", "onnx"]:
+        folder = exports[0] / variant
+        meta = json.loads((folder / "metadata.json").read_text())
+        artifact = folder / meta["artifact"]
+        read_back = onnx_outputs(artifact) if variant == "onnx" else tflite_outputs(artifact)
+        assert set(meta["outputs"]) == set(read_back) == PER_KIND, variant
+        assert meta["outputs"] == {k: {**v, "task": k.split("_")[0], "kind": k.split("_")[1]} for k, v in read_back.items()}
+        assert {k: v["shape"] for k, v in meta["outputs"].items()} == expected_shapes
+        assert meta["input"]["shape"] == [1, 64, 64, 3] and meta["input"]["dtype"] == "uint8"
+        assert meta["tasks"]["detection"]["classes"] == model.tasks["detection"].classes
+        assert meta["tasks"]["segmentation"]["classes"] == model.tasks["segmentation"].classes
+        np.testing.assert_allclose(meta["tasks"]["detection"]["anchors_cy_cx_h_w"], model.tasks["detection"].anchors, atol=1e-6)
+        assert meta["tasks"]["detection"]["nms_iou"] == model.tasks["detection"].config.nms_iou
+        assert meta["nms_in_graph"] is False
+    int8 = json.loads((exports[0] / "int8" / "metadata.json").read_text())
+    assert int8["calibration"] == {"split": "val", "images": 8}
+    assert json.loads((exports[0] / "qat_int8" / "metadata.json").read_text())["qat"]["epochs"] == 1
+
+
+def test_reduced_precision_artifacts_are_smaller(exports):
+    size = {v: (exports[0] / v / "model.tflite").stat().st_size for v in ["float32", "float16", "dynamic", "int8"]}
+    assert size["float16"] < 0.7 * size["float32"]
+    assert size["dynamic"] < 0.5 * size["float32"] and size["int8"] < 0.5 * size["float32"]
+
+
+def test_int8_outputs_stay_close_to_the_float_model(exports, tiny_run, val_images):
+    from mtl_tf.inference import load_predictor
+
+    keras_model = load_predictor(tiny_run)
+    int8 = load_predictor(exports[0] / "int8" / "model.tflite")
+    keras_raw, int8_raw = keras_model.infer(val_images), int8.infer(val_images)
+    keras_mask = np.argmax(keras_raw["segmentation"], -1)
+    assert np.mean(np.argmax(int8_raw["segmentation"]["logits"], -1) == keras_mask) > 0.9
+    boxes, probs = keras_model.tasks["detection"].decode(keras_raw["detection"])
+    assert np.mean(np.abs(int8_raw["detection"]["boxes"] - boxes)) < 0.02
+    assert np.mean(np.abs(int8_raw["detection"]["scores"] - probs[..., 1:])) < 0.02
+
+
+def test_verify_reports_deltas_and_accepts_within_the_thresholds(exports):
+    out, output = exports
+    for variant in ["float32", "float16", "dynamic", "int8", "qat_int8"]:
+        assert f"verify {variant} (artifact vs Keras" in output
+    assert "segmentation: miou" in output and "FAIL" not in output
+    assert not list(out.glob("*.rejected")) and not list(out.glob(".*"))
+
+
+def test_in_graph_nms_matches_the_keras_postprocess(nms_exports, tiny_run, val_images):
+    from mtl_tf.export.tflite import builtin_only, tflite_ops
+    from mtl_tf.inference import load_predictor
+
+    path = nms_exports / "float32_nms" / "model.tflite"
+    assert builtin_only(path) == [] and ("NON_MAX_SUPPRESSION_V5", "FLOAT32") in tflite_ops(path)
+    assert set(_signature(path)[1]) == WITH_NMS
+    keras_model, artifact = load_predictor(tiny_run), load_predictor(path)
+    expected = keras_model.predict(val_images)["detection"]
+    got = artifact.predict(val_images)["detection"]
+    np.testing.assert_array_equal(got["num_detections"], expected["num_detections"])
+    assert expected["num_detections"].sum() > 0
+    # The same detections, up to boxes at the IoU boundary: TFLite's NMS kernel rounds IoU unlike
+    # TensorFlow's (in TensorFlow, per_class_nms equals combined NMS exactly: test below), and the
+    # barely trained test model has hundreds of heavily overlapping boxes near the threshold.
+    matched = total = 0
+    for i, n in enumerate(expected["num_detections"]):
+        np.testing.assert_allclose(got["scores"][i][:10], expected["scores"][i][:10], atol=1e-4)
+        for box, score, cls in zip(expected["boxes"][i][:n], expected["scores"][i][:n], expected["classes"][i][:n]):
+            same = (np.abs(got["boxes"][i][:n] - box).max(-1) < 1e-4) & (np.abs(got["scores"][i][:n] - score) < 1e-4)
+            matched += bool(np.any(same & (got["classes"][i][:n] == cls)))
+            total += 1
+    assert matched / total > 0.9, (matched, total)
+
+
+def test_per_class_nms_equals_combined_non_max_suppression():
+    from mtl_tf.tasks.detection.task import DetectionConfig, per_class_nms
+
+    rng = np.random.default_rng(0)
+    centres, sizes = rng.uniform(0.2, 0.8, (300, 2)), rng.uniform(0.05, 0.3, (300, 2))
+    boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], 1).astype(np.float32)
+    scores = rng.permutation(300 * 3).reshape(300, 3).astype(np.float32) / 900  # distinct scores
+    cfg = DetectionConfig(classes=["a", "b", "c"], nms_iou=0.5, score_threshold=0.3, max_detections=40)
+    ours = per_class_nms(tf.constant(boxes), tf.constant(scores), cfg)
+    ref = tf.image.combined_non_max_suppression(boxes[None, :, None], scores[None], 40, 40, 0.5, 0.3, clip_boxes=False)
+    n = int(ref.valid_detections[0])
+    assert int(ours["count"]) == n == 40
+    np.testing.assert_allclose(ours["scores"].numpy(), ref.nmsed_scores[0].numpy())
+    np.testing.assert_allclose(ours["boxes"].numpy(), ref.nmsed_boxes[0].numpy())
+    np.testing.assert_array_equal(ours["classes"].numpy(), ref.nmsed_classes[0].numpy().astype(int))
+
+
+def test_onnx_runs_in_onnxruntime_and_matches_keras(exports, nms_exports, tiny_run, val_images):
+    import onnxruntime as ort
+
+    from mtl_tf.inference import load_predictor
+
+    keras_model = load_predictor(tiny_run)
+    session = ort.InferenceSession(str(exports[0] / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    assert set(names) == PER_KIND
+    raw = keras_model.infer(val_images[:2])
+    boxes, probs = keras_model.tasks["detection"].decode(raw["detection"])
+    for i in range(2):
+        out = dict(zip(names, session.run(names, {"image": val_images[i:i + 1]})))
+        np.testing.assert_allclose(out["segmentation_logits"], raw["segmentation"][i:i + 1], atol=1e-3, rtol=1e-3)
+        np.testing.assert_allclose(out["detection_boxes"], boxes[i:i + 1], atol=1e-4)
+        np.testing.assert_allclose(out["detection_scores"], probs[i:i + 1, :, 1:], atol=1e-4)
+    session = ort.InferenceSession(str(nms_exports / "onnx_nms" / "model.onnx"), providers=["CPUExecutionProvider"])
+    expected = keras_model.predict(val_images[:1])["detection"]
+    out = {o.name: v for o, v in zip(session.get_outputs(), session.run(None, {"image": val_images[:1]}))}
+    n = int(expected["num_detections"][0])
+    assert int(out["detection_count"][0]) == n
+    np.testing.assert_allclose(out["detection_scores"][0][:n], expected["scores"][0][:n], atol=1e-4)
+
+
+def test_jetson_runner_runs_onnx_and_litert_on_a_video_without_tensorflow(exports, nms_exports, tmp_path):
+    write_video(tmp_path / "clip.mp4", frames=4)
+    summaries = {}
+    for backend, model in [("onnxruntime", nms_exports / "onnx_nms" / "model.onnx"),
+                           ("litert", exports[0] / "float32" / "model.tflite")]:
+        command = [sys.executable, str(ROOT / "export" / "jetson" / "run.py"), str(model), "--backend", backend,
+                   "--source", str(tmp_path / "clip.mp4"), "--output", str(tmp_path / f"{backend}.mp4"),
+                   "--headless", "--min-score", "0", "--json", str(tmp_path / f"{backend}.json")]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        summaries[backend] = json.loads((tmp_path / f"{backend}.json").read_text())
+        video = cv2.VideoCapture(str(tmp_path / f"{backend}.mp4"))
+        assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+        assert (video.get(cv2.CAP_PROP_FRAME_WIDTH), video.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (96, 80)
+    for backend, summary in summaries.items():
+        assert summary["backend"] == backend and summary["frames"] == 4 and not summary["tensorflow_loaded"]
+        assert all(frame["detection"] > 0 for frame in summary["per_frame"])
+    # the same float model through both runtimes: (nearly) the same masks
+    for a, b in zip(summaries["onnxruntime"]["per_frame"], summaries["litert"]["per_frame"]):
+        assert np.abs(np.subtract(a["segmentation"], b["segmentation"])).sum() <= 0.01 * 64 * 64
+
+
+def test_fake_quantized_model_follows_the_float_model(tiny_model):
+    from mtl_tf.export.qat import leaf_layers, quantize_model
+
+    qat = quantize_model(tiny_model)
+    kinds = Counter(type(layer).__name__ for layer in leaf_layers(qat))
+    # convs feeding a BatchNorm stay plain (the converter folds and quantizes them), the others not
+    original = Counter(type(layer).__name__ for layer in leaf_layers(tiny_model))
+    assert kinds["Conv2D"] == original["BatchNormalization"] and kinds["QuantConv2D"] > 0
+    assert kinds["Conv2D"] + kinds["QuantConv2D"] == original["Conv2D"]
+    assert kinds["FakeQuant"] > 10
+    images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    qat(images, training=True)  # sets the activation ranges (BatchNorm stays frozen)
+    ref, got = tiny_model(images), qat(images)
+    scale = float(np.ptp(ref["segmentation"]))
+    assert np.max(np.abs(got["segmentation"] - ref["segmentation"])) < 0.1 * scale
+    assert not np.array_equal(got["segmentation"], ref["segmentation"])  # quantization did happen
+
+
+def _copy_run(run, folder, max_drop):
+    folder.mkdir()
+    shutil.copy(run / "model.keras", folder / "model.keras")
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    recipe["export"]["max_drop"] = max_drop
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    return folder
+
+
+def test_verify_rejects_a_degraded_artifact_and_keeps_the_good_one(exports, tiny_run, tmp_path, monkeypatch):
+    from mtl_tf.tasks.segmentation import SegmentationTask
+
+    run = _copy_run(tiny_run, tmp_path / "run", {"segmentation": 0.0, "detection": 0.0})
+    out = tmp_path / "out"
+    shutil.copytree(exports[0] / "float32", out / "float32")  # a good artifact of the same model
+    good = (out / "float32" / "model.tflite").read_bytes()
+
+    # a degraded artifact: every pixel moved to the next class
+    monkeypatch.setattr(SegmentationTask, "export_outputs", lambda self, raw, nms=False: {"logits": tf.roll(raw, 1, -1)})
+    result = _invoke("export", run, "--out", out, "--verify", code=1)
+    assert "float32: rejected by --verify: segmentation miou dropped" in result.output
+    assert (out / "float32.rejected" / "model.tflite").is_file()
+    assert (out / "float32" / "model.tflite").read_bytes() == good
+    assert sorted(p.name for p in out.iterdir()) == ["float32", "float32.rejected"]
+
+
+def test_a_failed_onnx_conversion_keeps_the_previous_artifact(tmp_path, monkeypatch):
+    from mtl_tf.export import job, onnx as onnx_export
+
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / "model.onnx").write_bytes(b"good")
+
+    def broken(*args, **kwargs):
+        raise onnx_export.ExportError("tf2onnx failed on purpose")
+
+    monkeypatch.setattr(onnx_export, "convert_onnx", broken)
+    with pytest.raises(job.ExportError, match="failed on purpose"):
+        job.write_variant(job.Variant("onnx", "onnx", model=None), tmp_path, tmp_path / "saved_model", None)
+    assert (tmp_path / "onnx" / "model.onnx").read_bytes() == b"good"
+    assert [p.name for p in tmp_path.iterdir()] == ["onnx"]
+
+
+def test_export_errors_are_one_line_messages(exports, tmp_path):
+    result = _invoke("export", exports[0] / "int8" / "model.tflite", "--out", tmp_path, code=1)
+    assert "export needs a run folder or a .keras file" in result.output and "Traceback" not in result.output
+
+
+def test_recipe_export_section_is_strict(tmp_path):
+    from conftest import TINY_RECIPE
+    from mtl_tf.config import RecipeError, load_recipe
+
+    assert load_recipe(TINY_RECIPE, ["export.max_drop.segmentation=0.01"]).export.max_drop == {"segmentation": 0.01}
+    with pytest.raises(RecipeError, match="export.max_drop.segmentaton: unknown task 'segmentaton'"):
+        load_recipe(TINY_RECIPE, ["export.max_drop.segmentaton=0.01"])
+    with pytest.raises(RecipeError, match="export.calibraton_images"):
+        load_recipe(TINY_RECIPE, ["export.calibraton_images=10"])
