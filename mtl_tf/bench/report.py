@@ -81,6 +81,12 @@ def markdown(results: dict) -> str:
                 f"{_fmt(row.get('peak_rss_mb'), 0)} | {_fmt(row.get('size_mb'))} | "
                 f"{contenders[name]['params'] / 1e6:.2f} | {contenders[name]['macs'] / 1e9:.3g} |"
             )
+    if "trunk" in contenders:
+        trunk = contenders["trunk"]["macs"]
+        heads = {n: contenders[n]["macs"] - trunk for n in contenders[NAIVE]["members"]}
+        lines += ["", f"GMACs (multiply-accumulates of conv/dense layers, FLOPs = 2 x MACs): trunk {trunk / 1e9:.3g}; "
+                  "heads (single-task model minus trunk): "
+                  + ", ".join(f"{n} {m / 1e9:.3g}" for n, m in heads.items()) + "."]
     fallbacks = sorted({f"{runtime} {name}" for runtime, rows in results["runtimes"].items()
                         for name, row in rows.items() if row.get("delegate", "XNNPACK") != "XNNPACK"})
     if fallbacks:
