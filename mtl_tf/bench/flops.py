@@ -1,7 +1,7 @@
 """Multiply-accumulates (MACs) of a Keras model, counted from its convolution and dense layers.
 
 One MAC is one multiply plus one add (2 FLOPs). Only Conv2D, DepthwiseConv2D, SeparableConv2D,
-Conv2DTranspose and Dense count: they are >95% of the arithmetic of the backbones and heads here;
+Conv2DTranspose and Dense count: the bulk of the arithmetic of the backbones and heads here;
 batch norm (folded at export), activations, additions and resizing are left out. Each layer counts
 once per call in the graph, so a trunk shared by several heads counts once.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import keras
+
 # Keras names each call of a layer in a graph this way; a model's `_nodes` holds its calls' names.
 from keras.src.ops.function import make_node_key
 
