@@ -24,9 +24,10 @@ def _user_errors():
     from mtl_tf.inference import ModelLoadError
     from mtl_tf.predict import InputError
     from mtl_tf.train.fit import RunFolderError
+    from mtl_tf.bench.memory import MeasurementError
 
     return (RecipeError, DataError, RunFolderError, FileNotFoundError, ModelLoadError, EvaluationError,
-            InputError, ExportError, CacheError)
+            InputError, ExportError, CacheError, MeasurementError)
 
 
 def _data_error(err: Exception) -> Exception:
@@ -240,6 +241,55 @@ def data_bench(recipe, batches, rounds, warmup, json_path, overrides):
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2))
     click.echo(format_bench(result))
+
+
+_BENCH_RUNTIMES = ("keras", "tflite_fp32", "tflite_int8")
+_DEFAULT_BENCH_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "bench_resnet50.yaml"
+
+
+def _runtime_list(ctx, param, value):
+    chosen = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in chosen if v not in _BENCH_RUNTIMES]
+    if unknown or not chosen:
+        raise click.BadParameter(f"choose from {','.join(_BENCH_RUNTIMES)}. Received: {value!r}")
+    return chosen
+
+
+@main.command()
+@click.argument("recipe", required=False, type=click.Path(dir_okay=False))
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results to this file.")
+@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Timed runs per contender.")
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Untimed rounds first.")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
+              help="CPU threads for Keras (intra-op) and LiteRT.")
+@click.option("--runtimes", default=",".join(_BENCH_RUNTIMES), show_default=True, callback=_runtime_list,
+              help="Comma-separated runtimes.")
+@click.option("--calibration", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Validation images to calibrate the int8 models on.")
+@click.option("--out", type=click.Path(file_okay=False), help="Bench folder (default: runs/bench/<recipe name>).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any recipe key (repeatable).")
+def bench(recipe, json_path, runs, warmup, threads, runtimes, calibration, out, overrides):
+    """Trunk, single-task models, the naive set and the multitask model side by side:
+    latency, peak RSS, size, parameters and MACs per runtime (default recipe: bench_resnet50)."""
+    from mtl_tf.config import load_recipe
+
+    recipe = recipe or _DEFAULT_BENCH_RECIPE
+    try:
+        config = load_recipe(recipe, list(overrides))
+        from mtl_tf.bench.job import run_bench
+        from mtl_tf.bench.report import markdown
+
+        folder = Path(out) if out else Path("runs") / "bench" / config.name
+        command = " ".join(["mtl-tf", *sys.argv[1:]]) if sys.argv[0].endswith("mtl-tf") else None
+        results = run_bench(config, folder, runtimes, runs=runs, warmup=warmup, threads=threads,
+                            calibration=calibration, command=command, log=click.echo)
+    except _user_errors() as err:
+        raise _UserError(str(err)) from None
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(results, indent=2))
+    click.echo(markdown(results))
+    click.echo(f"wrote {folder / 'bench.md'}, {folder / 'bench.json'}, {folder / 'bench.png'}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,72 @@
+"""Peak RSS of a model in a fresh process: `python -m mtl_tf.bench.memory RUNTIME THREADS RUNS [MODEL ...]`.
+
+The child loads every MODEL (.keras for runtime "keras", .tflite otherwise), runs RUNS inferences
+of each on one zero image, and prints one JSON line {"pid", "peak_rss_bytes"}. With no MODEL it
+only starts the runtime: the baseline of an empty interpreter process. Nothing is subtracted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+class MeasurementError(RuntimeError):
+    """The child process measuring a model failed."""
+
+
+def peak_rss(runtime: str, paths: list[Path], threads: int, runs: int = 3, timeout: float = 900) -> dict:
+    """Run the measurement in a child process; returns its {"pid", "peak_rss_bytes"}."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "mtl_tf.bench.memory", runtime, str(threads), str(runs), *map(str, paths)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise MeasurementError(f"memory measurement of {runtime} {[str(p) for p in paths]} failed:\n{done.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def main(argv: list[str]) -> None:
+    from mtl_tf.bench.timing import configure_tensorflow, keras_runner, tflite_runner
+
+    runtime, threads, runs, *paths = argv
+    threads = int(threads)
+    if runtime == "keras":
+        configure_tensorflow(threads)
+        import tensorflow as tf
+
+        tf.zeros([1]).numpy()  # start the runtime even with no model (the baseline)
+        runners = [keras_runner(Path(p)) for p in paths]
+    else:
+        import ai_edge_litert.interpreter  # noqa: F401  (the baseline: the runtime loaded)
+
+        runners = [tflite_runner(Path(p), threads) for p in paths]
+    for _ in range(int(runs)):
+        for run in runners:  # the naive set: one model after the other on the same image
+            run()
+    print(json.dumps({"pid": os.getpid(), "peak_rss_bytes": own_peak_rss()}))
+
+
+def own_peak_rss() -> int:
+    """This process's peak RSS in bytes: VmHWM of its own address space on Linux.
+
+    Not getrusage's ru_maxrss: Linux carries the parent's RSS at fork into the child's maxrss
+    across exec, so a child of a big parent would report the parent's size.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, kilobytes elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

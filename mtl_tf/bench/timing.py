@@ -1,0 +1,113 @@
+"""Latency measured round-robin: every contender once per round, rounds repeated.
+
+Timing each model in a block of its own gave meaningless ratios on a shared CPU (load changes
+between blocks); interleaving exposes all contenders to the same load, so ratios stay meaningful.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+
+def percentiles(samples_ms, qs=(10, 50, 90)) -> dict:
+    """{"p10", "p50", "p90"} (linear interpolation between order statistics)."""
+    values = np.percentile(np.asarray(samples_ms, np.float64), qs)
+    return {f"p{q}": float(v) for q, v in zip(qs, values)}
+
+
+def round_robin(runners: dict[str, Callable[[], object]], runs: int, warmup: int = 5, progress: bool = True) -> dict:
+    """Time every runner once per round, `warmup` untimed rounds then `runs` timed ones.
+
+    Returns {key: [milliseconds per run]}.
+    """
+    times = {key: [] for key in runners}
+    for round_index in tqdm(range(warmup + runs), desc="timing (round-robin)", unit="round", disable=not progress):
+        for key, run in runners.items():
+            started = time.perf_counter_ns()
+            run()
+            elapsed = (time.perf_counter_ns() - started) / 1e6
+            if round_index >= warmup:
+                times[key].append(elapsed)
+    return times
+
+
+def sequence(runs: list[Callable[[], object]]) -> Callable[[], None]:
+    """One runner that runs `runs` one after the other (the naive set on one image)."""
+
+    def run():
+        for r in runs:
+            r()
+
+    return run
+
+
+def configure_tensorflow(threads: int) -> int:
+    """`threads` for each op, one op at a time, like LiteRT's interpreter. Only possible before
+    TensorFlow starts (else its setting stays); returns the intra-op threads in effect (0: all cores)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already initialized in this process
+        pass
+    return tf.config.threading.get_intra_op_parallelism_threads()
+
+
+def keras_runner(path: Path, image: np.ndarray | None = None) -> Callable[[], object]:
+    """A .keras model's forward pass as a tf.function (training=False), outputs fetched to numpy.
+    `image`: uint8 [H, W, 3] (default: zeros of the model's input size)."""
+    import keras
+    import tensorflow as tf
+
+    import mtl_tf.model.multitask  # noqa: F401  (registers the custom classes)
+
+    model = keras.models.load_model(path)
+    forward = tf.function(lambda x: model(x, training=False))
+    x = tf.constant(image[None] if image is not None else np.zeros(model.input_shape[1:], np.uint8)[None])
+    return lambda: tf.nest.map_structure(np.asarray, forward(x))
+
+
+def open_tflite(path: Path, threads: int):
+    """(serving signature runner, delegate name) of a .tflite in LiteRT, prepared and run once.
+
+    LiteRT applies XNNPACK, its default CPU delegate. XNNPACK refuses some int8 graphs at prepare
+    time (e.g. tensors whose calibrated range is empty); those run on the builtin kernels, and
+    the delegate name says so.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    try:
+        runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner("serve")
+        _zeros_call(runner)
+        return runner, "XNNPACK"
+    except RuntimeError as err:
+        if "XNNPACK" not in str(err):
+            raise
+    resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
+    runner = interpreter.get_signature_runner("serve")
+    _zeros_call(runner)
+    return runner, "builtin kernels (XNNPACK failed to prepare)"
+
+
+def _zeros_call(runner):
+    spec = runner.get_input_details()["image"]
+    return runner(image=np.zeros(spec["shape"], spec["dtype"]))
+
+
+def tflite_runner(path: Path, threads: int, image: np.ndarray | None = None) -> Callable[[], object]:
+    """A .tflite's serving signature in LiteRT; `.delegate` names the delegate it runs on."""
+    runner, delegate = open_tflite(path, threads)
+    x = np.ascontiguousarray(image[None], np.uint8) if image is not None else None
+
+    def run():
+        return runner(image=x) if x is not None else _zeros_call(runner)
+
+    run.delegate = delegate
+    return run
