@@ -128,10 +128,10 @@ def dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
 
 
 def _tflite_infer(path: Path, tasks):
-    from ai_edge_litert.interpreter import Interpreter
+    from mtl_tf.export.tflite import open_tflite
 
     try:
-        runner = Interpreter(model_path=str(path)).get_signature_runner("serve")
+        runner, _ = open_tflite(path)
     except Exception as err:
         raise ModelLoadError(f"{path}: cannot open with LiteRT: {err}") from None
     details = runner.get_output_details()

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mtl_tf.export.tflite import zeros_call, open_tflite
+
 
 def percentiles(samples_ms, qs=(10, 50, 90)) -> dict:
     """{"p10", "p50", "p90"} (linear interpolation between order statistics)."""
@@ -73,41 +75,13 @@ def keras_runner(path: Path, image: np.ndarray | None = None) -> Callable[[], ob
     return lambda: tf.nest.map_structure(np.asarray, forward(x))
 
 
-def open_tflite(path: Path, threads: int):
-    """(serving signature runner, delegate name) of a .tflite in LiteRT, prepared and run once.
-
-    LiteRT applies XNNPACK, its default CPU delegate. XNNPACK refuses some int8 graphs at prepare
-    time (e.g. tensors whose calibrated range is empty); those run on the builtin kernels, and
-    the delegate name says so.
-    """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    try:
-        runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner("serve")
-        _zeros_call(runner)
-        return runner, "XNNPACK"
-    except RuntimeError as err:
-        if "XNNPACK" not in str(err):
-            raise
-    resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
-    runner = interpreter.get_signature_runner("serve")
-    _zeros_call(runner)
-    return runner, "builtin kernels (XNNPACK failed to prepare)"
-
-
-def _zeros_call(runner):
-    spec = runner.get_input_details()["image"]
-    return runner(image=np.zeros(spec["shape"], spec["dtype"]))
-
-
 def tflite_runner(path: Path, threads: int, image: np.ndarray | None = None) -> Callable[[], object]:
     """A .tflite's serving signature in LiteRT; `.delegate` names the delegate it runs on."""
     runner, delegate = open_tflite(path, threads)
     x = np.ascontiguousarray(image[None], np.uint8) if image is not None else None
 
     def run():
-        return runner(image=x) if x is not None else _zeros_call(runner)
+        return runner(image=x) if x is not None else zeros_call(runner)
 
     run.delegate = delegate
     return run

@@ -142,12 +142,10 @@ def qat_finetune(model: MultitaskModel, recipe, epochs: int, learning_rate: floa
 
     data = recipe.data
     qat = quantize_model(model)
-    reader = pipeline.ExampleReader(data.train, qat.tasks, data.image_size)
-    steps = recipe.train.steps_per_epoch or pipeline.steps_per_epoch(len(reader), data.batch_size)
-    batches = pipeline.training_batches(
-        pipeline.examples_dataset(reader), qat.tasks, data.batch_size, data.shuffle_buffer, recipe.train.seed,
-        horizontal_flip=data.augment.horizontal_flip,
-    )
+    sources = pipeline.load_sources(data.train, qat.tasks, data.image_size, data.cache, "train")
+    count = sum(s.count for s in sources)
+    steps = recipe.train.steps_per_epoch or pipeline.steps_per_epoch(count, data.batch_size)
+    batches = pipeline.recipe_training_batches(recipe, qat.tasks, sources, steps)
     qat.compile(optimizer=keras.optimizers.Adam(learning_rate or recipe.export.qat_learning_rate))
     qat.fit(batches, epochs=epochs, steps_per_epoch=steps, verbose=verbose)
     return qat
