@@ -22,9 +22,10 @@ def _user_errors():
     from mtl_tf.export.tflite import ExportError
     from mtl_tf.inference import ModelLoadError
     from mtl_tf.predict import InputError
+    from mtl_tf.train.callbacks import TrainingDiverged
     from mtl_tf.train.fit import RunFolderError
 
-    return (RecipeError, DataError, RunFolderError, FileNotFoundError, ModelLoadError, EvaluationError,
+    return (RecipeError, TrainingDiverged, DataError, RunFolderError, FileNotFoundError, ModelLoadError, EvaluationError,
             InputError, ExportError)
 
 
@@ -41,11 +42,14 @@ def main():
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any recipe key, e.g. --set data.batch_size=8 (repeatable).")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of a progress bar.")
-def fit(recipe, out, epochs, overrides, quiet):
+@click.option("--single-task", metavar="TASK",
+              help="Train only TASK, on the examples labelled for it, with the same budget (train.single_task).")
+def fit(recipe, out, epochs, overrides, quiet, single_task):
     """Train the multitask model described by RECIPE and write a run folder."""
     from mtl_tf.config import load_recipe
 
     overrides = list(overrides) + ([f"train.epochs={epochs}"] if epochs else [])
+    overrides += [f"train.single_task={single_task}"] if single_task else []
     try:
         config = load_recipe(recipe, overrides)
         from mtl_tf.train.fit import run_fit

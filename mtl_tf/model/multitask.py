@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
 from mtl_tf.model.backbones import build_backbone
+from mtl_tf.model.layers import TapCopy
 from mtl_tf.tasks import build_tasks
 
 
@@ -23,20 +26,33 @@ class MultitaskModel(keras.Model):
     each task's loss as `<task>_loss`. `predict_step` returns post-processed predictions.
     """
 
-    def __init__(self, backbone: dict, tasks: dict, image_size, split_last_stage: bool = False, **kwargs):
+    def __init__(
+        self, backbone: dict, tasks: dict, image_size, split_last_stage: bool = False, recompute=(), **kwargs
+    ):
         image_size = tuple(image_size)
         task_objects = build_tasks(tasks, image_size)
-        trunk = build_backbone(image_size=image_size, **backbone)
+        recompute = list(recompute)
+        with _remat_scope(backbone.get("name", "tiny"), recompute):
+            trunk = build_backbone(image_size=image_size, **backbone)
         image = keras.Input((*image_size, 3), dtype="uint8", name="image")
         lower = trunk.lower(image)
-        shared_c5 = None if split_last_stage else trunk.last_stage()(lower["C4"])
+        shared_last = None if split_last_stage else trunk.last_stage()
+        taps = {"C3": lower["C3"], "C4": lower["C4"]}
+        if shared_last is not None:
+            taps["C5"] = shared_last(lower["C4"])
+        taps = {k: TapCopy(name=f"tap_{k}")(v) for k, v in taps.items()}
         outputs = {}
         for name, task in task_objects.items():
-            c5 = trunk.last_stage()(lower["C4"]) if split_last_stage else shared_c5
-            raw = task.build_head({"C3": lower["C3"], "C4": lower["C4"], "C5": c5})
+            c5 = taps["C5"] if shared_last is not None else trunk.last_stage()(taps["C4"])
+            raw = task.build_head({"C3": taps["C3"], "C4": taps["C4"], "C5": c5})
             outputs[name] = keras.layers.Identity(name=name)(raw)
         kwargs.setdefault("name", "multitask")
         super().__init__(inputs=image, outputs=outputs, **kwargs)
+        trunk_layers = [trunk.lower] + ([shared_last] if shared_last is not None else [])
+        # A plain object: Keras neither tracks nor saves it (the layers it reaches are the model's).
+        self.engine_graph = EngineGraph(image, taps, outputs, trunk_layers)
+        self.engine = None
+        self.recompute = recompute
 
         self.backbone_args = dict(backbone)
         self.task_configs = {n: t.config for n, t in task_objects.items()}
@@ -46,6 +62,12 @@ class MultitaskModel(keras.Model):
         self.task_loss_trackers = {n: keras.metrics.Mean(name=f"{n}_loss") for n in task_objects}
 
     # -- training -----------------------------------------------------------------------
+    def train_step(self, data):
+        """Keras' own step, or the multitask engine's when `fit` attached one (train/engine.py)."""
+        if self.engine is None:
+            return super().train_step(data)
+        return self.engine.train_step(data)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         total = tf.constant(0.0)
         for name, task in self.tasks.items():
@@ -74,8 +96,36 @@ class MultitaskModel(keras.Model):
             "tasks": {n: c.model_dump(mode="json") for n, c in self.task_configs.items()},
             "image_size": list(self.image_size),
             "split_last_stage": self.split_last_stage,
+            "recompute": list(self.recompute),
         }
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+class EngineGraph:
+    """What the training engine needs to see inside the model: the trunk (image -> backbone taps)
+    and each task's branch (taps -> raw output) as functional models over the model's own layers,
+    and which trainable variables are the trunk's and which each branch's."""
+
+    def __init__(self, image, taps: dict, outputs: dict, trunk_layers: list):
+        self.tap_names = list(taps)
+        self.trunk = keras.Model(image, [taps[k] for k in self.tap_names])
+        self.branches = {name: keras.Model([taps[k] for k in self.tap_names], out) for name, out in outputs.items()}
+        self.trunk_vars = [v for layer in trunk_layers for v in layer.trainable_variables]
+        trunk_ids = {id(v) for v in self.trunk_vars}
+        self.head_vars = {
+            name: [v for v in branch.trainable_variables if id(v) not in trunk_ids]
+            for name, branch in self.branches.items()
+        }
+
+
+def _remat_scope(backbone_name: str, segments: list[str]):
+    """Keras' RematScope over the named backbone segments (gradient checkpointing: their
+    activations are recomputed in the backward pass instead of kept), or a null context."""
+
+    if not segments:
+        return contextlib.nullcontext()
+    names = {"lower": f"{backbone_name}_lower", "last_stage": f"{backbone_name}_last_stage"}
+    return keras.RematScope(mode="list_of_layers", layer_names=[names[s] for s in segments])

@@ -13,16 +13,20 @@ import time
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 import yaml
 
-from mtl_tf.config import Recipe
+from mtl_tf.config import Recipe, RecipeError, recipe_from_dict
 from mtl_tf.data import pipeline
 from mtl_tf.evaluate.job import format_results, write_prediction_grid
 from mtl_tf.evaluate.runner import keras_infer, run_evaluators
 from mtl_tf.inference import keras_predictor
 from mtl_tf.model.multitask import MultitaskModel
 from mtl_tf.report.plots import plot_curves, read_history
-from mtl_tf.train.callbacks import TaskEvaluation
+from mtl_tf.train.callbacks import (
+    BestCheckpoint, DWAUpdate, EngineBackup, StopOnNaN, TaskEvaluation, TaskPlateau,
+)
+from mtl_tf.train.engine import MultitaskEngine
 from mtl_tf.train.optim import build_optimizer
 
 BACKUP = "backup"
@@ -56,47 +60,83 @@ def build_model(recipe: Recipe) -> MultitaskModel:
         tasks=recipe.tasks,
         image_size=recipe.data.image_size,
         split_last_stage=recipe.model.split_last_stage,
+        recompute=recipe.model.recompute,
         name=f"{recipe.name}_model",
     )
 
 
-def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto") -> Path:
-    """Train the recipe's model and write its run folder; returns the folder."""
+def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra_callbacks=()) -> Path:
+    """Train the recipe's model and write its run folder; returns the folder.
+
+    `train.single_task` trains that task alone on the examples labelled for it, with the
+    multitask run's number of steps and batch size (the same budget).
+    """
     started = time.perf_counter()
+    if recipe.train.single_task:
+        recipe = single_task_recipe(recipe)
     run = resolve_run_dir(out, recipe.name)
     resuming = (run / BACKUP).exists()
     run.mkdir(parents=True, exist_ok=True)
     (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     keras.utils.set_random_seed(recipe.train.seed)
-    data = recipe.data
+    data, train = recipe.data, recipe.train
+    strategy = build_strategy(train.strategy)
 
-    model = build_model(recipe)
+    with strategy.scope():
+        model = build_model(recipe)
     tasks = model.tasks
     train_reader = pipeline.ExampleReader(data.train, tasks, data.image_size)
     val_reader = pipeline.ExampleReader(data.val, tasks, data.image_size)
     train_examples = pipeline.examples_dataset(train_reader)
     val_examples = pipeline.examples_dataset(val_reader)
-    steps = recipe.train.steps_per_epoch or pipeline.steps_per_epoch(len(train_reader), data.batch_size)
-    epochs = recipe.train.epochs
+    steps = train.steps_per_epoch or pipeline.steps_per_epoch(len(train_reader), data.batch_size)
+    num_train = len(train_reader)
+    if train.single_task:
+        train_examples, num_train = labelled_only(train_examples, tasks[train.single_task])
+        val_examples, _ = labelled_only(val_examples, tasks[train.single_task])
+    epochs = train.epochs
     print(
-        f"run {run}{' (resuming)' if resuming else ''}: {len(train_reader)} train / {len(val_reader)} val "
+        f"run {run}{' (resuming)' if resuming else ''}: {num_train} train / {len(val_reader)} val "
         f"examples, tasks {', '.join(tasks)}, {model.count_params():,} parameters, "
         f"{epochs} epochs x {steps} steps"
+        + (f", engine: {engine_summary(train, data.batch_size, tasks)}" if train.engine_enabled() else "")
     )
 
-    model.compile(optimizer=build_optimizer(recipe.train.optimizer, steps * epochs))
+    engine = None
+    with strategy.scope():
+        model.compile(optimizer=build_optimizer(train.optimizer, steps * epochs, constant=train.engine_enabled()))
+        if train.engine_enabled():
+            engine = model.engine = MultitaskEngine(model, train, data.batch_size, steps * epochs)
     evaluation = TaskEvaluation(tasks, pipeline.evaluation_batches(val_examples, data.batch_size))
     callbacks = [
         evaluation,  # first: it adds val_<task>_<metric> to the logs the others record
+        StopOnNaN(run),  # before anything that saves weights
+        BestCheckpoint(run / BEST, tasks, train.best.metrics, train.best.references, save_model),
+    ]
+    plateau = None
+    if engine is not None:
+        if train.plateau:
+            plateau = TaskPlateau(engine, train.plateau, tasks)
+            callbacks.append(plateau)
+        if train.balance.method == "dwa":
+            callbacks.append(DWAUpdate(engine, train.balance.dwa_temperature))
+    callbacks += [
         keras.callbacks.CSVLogger(str(run / "history.csv"), append=resuming),
         keras.callbacks.TensorBoard(str(run / "logs"), profile_batch=0),
         keras.callbacks.BackupAndRestore(str(run / BACKUP)),
     ]
+    if engine is not None:
+        callbacks.append(EngineBackup(engine, run / BACKUP, plateau))
+    callbacks += list(extra_callbacks)
+    batches = pipeline.training_batches(
+        train_examples, tasks, data.batch_size, data.shuffle_buffer, train.seed,
+        horizontal_flip=data.augment.horizontal_flip,
+    )
+    # Resuming: skip the batches the finished epochs consumed, so the data order is the one an
+    # uninterrupted run sees.
+    batches = batches.skip(resumed_epochs(run / BACKUP) * steps)
     model.fit(
-        pipeline.training_batches(
-            train_examples, tasks, data.batch_size, data.shuffle_buffer, recipe.train.seed,
-            horizontal_flip=data.augment.horizontal_flip,
-        ),
+        batches,
         epochs=epochs,
         steps_per_epoch=steps,
         validation_data=pipeline.validation_batches(val_examples, tasks, data.batch_size),
@@ -110,6 +150,57 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto") -> Pa
     )
     write_report(run, model, evaluators, val_examples, recipe, time.perf_counter() - started)
     return run
+
+
+BEST = "best.keras"
+
+
+def build_strategy(name: str) -> tf.distribute.Strategy:
+    """The recipe's tf.distribute strategy ('none': TensorFlow's default, one device)."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker_mirrored":
+        return tf.distribute.MultiWorkerMirroredStrategy()  # cluster from TF_CONFIG
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    return tf.distribute.get_strategy()
+
+
+def single_task_recipe(recipe: Recipe) -> Recipe:
+    """The recipe with only its `train.single_task` task (engine keys of the others dropped)."""
+    name = recipe.train.single_task
+    raw = recipe.to_dict()
+    raw["tasks"] = {name: raw["tasks"][name]}
+    for key in ("accumulate", "lr_multipliers"):
+        raw["train"][key] = {k: v for k, v in raw["train"][key].items() if k in (name, "trunk")}
+    for section in (raw["train"]["best"], raw["train"]["plateau"] or {}):
+        for key in ("metrics", "references"):
+            if key in section:
+                section[key] = {k: v for k, v in section[key].items() if k == name}
+    return recipe_from_dict(raw)
+
+
+def labelled_only(examples, task):
+    """The examples labelled for `task`, and how many there are (one pass over the cache)."""
+    kept = examples.filter(lambda ex: ex[task.has_key])
+    count = int(kept.reduce(0, lambda n, _: n + 1))
+    if count == 0:
+        raise RecipeError(f"train.single_task: no training example is labelled for {task.name}")
+    return kept.apply(tf.data.experimental.assert_cardinality(count)), count
+
+
+def resumed_epochs(backup: Path) -> int:
+    """Epochs finished by the interrupted run whose backup is in `backup` (0 if none)."""
+    meta = backup / "training_metadata.json"
+    return int(json.loads(meta.read_text())["epoch"]) if meta.exists() else 0
+
+
+def engine_summary(train, batch_size: int, tasks: dict) -> str:
+    sizes = ", ".join(f"{g} {train.accumulate.get(g, batch_size)}" for g in ["trunk", *tasks])
+    return f"accumulate {sizes}; balance {train.balance.method}"
 
 
 def save_model(model: keras.Model, path: Path) -> None:
