@@ -113,9 +113,16 @@ class EngineGraph:
         self.tap_names = list(taps)
         self.trunk = keras.Model(image, [taps[k] for k in self.tap_names])
         self.branches = {name: keras.Model([taps[k] for k in self.tap_names], out) for name, out in outputs.items()}
-        self.trunk_vars = [v for layer in trunk_layers for v in layer.trainable_variables]
+        self.trunk_layers = trunk_layers
+
+    @property
+    def trunk_vars(self) -> list:
+        return [v for layer in self.trunk_layers for v in layer.trainable_variables]
+
+    @property
+    def head_vars(self) -> dict[str, list]:
         trunk_ids = {id(v) for v in self.trunk_vars}
-        self.head_vars = {
+        return {
             name: [v for v in branch.trainable_variables if id(v) not in trunk_ids]
             for name, branch in self.branches.items()
         }

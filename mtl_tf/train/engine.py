@@ -92,7 +92,7 @@ class MultitaskEngine:
             self.gn_weights = keras.Variable(np.ones(len(self.tasks), np.float32), name="gradnorm_weights")
             self.initial_losses = _state(np.zeros(len(self.tasks), np.float32), aggregation="mean")
             self.balance_vars = [self.gn_weights]
-            self.last_shared = [v for v in graph.trunk_vars if len(v.shape) >= 2][-1]
+            self.last_shared = [v for v in self.vars[TRUNK] if len(v.shape) >= 2][-1]
         self.dwa_history = _state(np.zeros((2, len(self.tasks)), np.float32))  # loss means, last 2 epochs
         self.dwa_epochs = _state(0, "int64")
         if self.balance_vars:
