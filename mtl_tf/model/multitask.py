@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import keras
 import tensorflow as tf
 
@@ -32,8 +30,7 @@ class MultitaskModel(keras.Model):
         image_size = tuple(image_size)
         task_objects = build_tasks(tasks, image_size)
         recompute = list(recompute)
-        with _remat_scope(backbone.get("name", "tiny"), recompute):
-            trunk = build_backbone(image_size=image_size, **backbone)
+        trunk = build_backbone(image_size=image_size, **backbone)
         image = keras.Input((*image_size, 3), dtype="uint8", name="image")
         lower = trunk.lower(image)
         shared_last = None if split_last_stage else trunk.last_stage()
@@ -50,7 +47,7 @@ class MultitaskModel(keras.Model):
         super().__init__(inputs=image, outputs=outputs, **kwargs)
         trunk_layers = [trunk.lower] + ([shared_last] if shared_last is not None else [])
         # A plain object: Keras neither tracks nor saves it (the layers it reaches are the model's).
-        self.engine_graph = EngineGraph(image, taps, outputs, trunk_layers)
+        self.engine_graph = EngineGraph(image, taps, outputs, trunk_layers, recompute)
         self.engine = None
         self.recompute = recompute
 
@@ -109,11 +106,26 @@ class EngineGraph:
     and each task's branch (taps -> raw output) as functional models over the model's own layers,
     and which trainable variables are the trunk's and which each branch's."""
 
-    def __init__(self, image, taps: dict, outputs: dict, trunk_layers: list):
+    def __init__(self, image, taps: dict, outputs: dict, trunk_layers: list, recompute=()):
         self.tap_names = list(taps)
-        self.trunk = keras.Model(image, [taps[k] for k in self.tap_names])
+        self.trunk_model = keras.Model(image, [taps[k] for k in self.tap_names])
+        self.recompute = {"lower": "lower" in recompute, "last_stage": "last_stage" in recompute}
         self.branches = {name: keras.Model([taps[k] for k in self.tap_names], out) for name, out in outputs.items()}
         self.trunk_layers = trunk_layers
+
+    def trunk(self, images, training: bool = True) -> list:
+        """The backbone taps (in `tap_names` order). Segments named in `recompute` run under
+        `tf.recompute_grad`: their inner activations are not kept for the backward pass but
+        recomputed from the segment's input (gradient checkpointing)."""
+        if not any(self.recompute.values()):
+            return self.trunk_model(images, training=training)
+        lower, *last = self.trunk_layers
+        c3, c4 = _segment(lambda x: tuple(lower(x, training=training)[k] for k in ("C3", "C4")),
+                          self.recompute["lower"] and training)(images)
+        taps = [c3, c4]
+        if last:
+            taps.append(_segment(lambda x: last[0](x, training=training), self.recompute["last_stage"] and training)(c4))
+        return [tf.identity(t) for t in taps]  # as the TapCopy layers
 
     @property
     def trunk_vars(self) -> list:
@@ -128,11 +140,5 @@ class EngineGraph:
         }
 
 
-def _remat_scope(backbone_name: str, segments: list[str]):
-    """Keras' RematScope over the named backbone segments (gradient checkpointing: their
-    activations are recomputed in the backward pass instead of kept), or a null context."""
-
-    if not segments:
-        return contextlib.nullcontext()
-    names = {"lower": f"{backbone_name}_lower", "last_stage": f"{backbone_name}_last_stage"}
-    return keras.RematScope(mode="list_of_layers", layer_names=[names[s] for s in segments])
+def _segment(fn, recompute: bool):
+    return tf.recompute_grad(fn) if recompute else fn

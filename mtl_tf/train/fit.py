@@ -100,12 +100,14 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
         f"examples, tasks {', '.join(tasks)}, {model.count_params():,} parameters, "
         f"{epochs} epochs x {steps} steps"
         + (f", engine: {engine_summary(train, data.batch_size, tasks)}" if train.engine_enabled() else "")
+        + (f", recompute: {'+'.join(recipe.model.recompute)}" if recipe.model.recompute else "")
     )
 
     engine = None
+    use_engine = train.engine_enabled() or bool(recipe.model.recompute)  # recompute runs in the engine's step
     with strategy.scope():
-        model.compile(optimizer=build_optimizer(train.optimizer, steps * epochs, constant=train.engine_enabled()))
-        if train.engine_enabled():
+        model.compile(optimizer=build_optimizer(train.optimizer, steps * epochs, constant=use_engine))
+        if use_engine:
             engine = model.engine = MultitaskEngine(model, train, data.batch_size, steps * epochs)
     evaluation = TaskEvaluation(tasks, pipeline.evaluation_batches(val_examples, data.batch_size))
     callbacks = [
