@@ -128,6 +128,11 @@ class TrainConfig(Strict):
         default_factory=dict,
         description="examples per step: 'trunk' and per task (labelled examples); default data.batch_size",
     )
+    trunk_weighting: Literal["examples", "tasks"] = Field(
+        "examples",
+        description="examples: a task weighs on the trunk by its labelled examples (UberNet); tasks: "
+        "each task present in a batch weighs fully (its mean loss, as Keras' summed losses)",
+    )
     balance: BalanceConfig = BalanceConfig()
     lr_multipliers: dict[str, float] = Field(default_factory=dict, description="'trunk' or task -> LR factor")
     plateau: PlateauConfig | None = None
@@ -137,7 +142,8 @@ class TrainConfig(Strict):
 
     def engine_enabled(self) -> bool:
         """Whether the custom multitask step is needed (plain Keras `fit` otherwise)."""
-        return bool(self.accumulate or self.lr_multipliers or self.plateau or self.balance.method != "fixed")
+        return bool(self.accumulate or self.lr_multipliers or self.plateau or self.balance.method != "fixed"
+                    or self.trunk_weighting != "examples")
 
 
 class Recipe(Strict):

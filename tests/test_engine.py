@@ -35,6 +35,22 @@ def test_accumulation_equals_one_big_batch():
     assert _changed(weights_of(tiny(("segmentation",)).trainable_variables), plain.trainable_variables)
 
 
+def test_task_weighted_trunk_equals_keras_own_step_on_partly_labelled_batches():
+    """trunk_weighting=tasks, no accumulation: the engine's step is Keras' step on the summed
+    masked losses, even when a batch is partly labelled."""
+    import keras
+
+    engine_model, plain = tiny(), tiny()
+    plain.set_weights(engine_model.get_weights())
+    attach_engine(engine_model, 4, trunk_weighting="tasks", accumulate={"detection": 1, "segmentation": 1})
+    plain.compile(optimizer=keras.optimizers.SGD(0.05))
+    labelled = {"detection": [1, 1, 1, 0], "segmentation": [0, 1, 0, 0]}
+    engine_model.fit(batches(engine_model, 4, 4, labelled), epochs=1, verbose=0, shuffle=False)
+    plain.fit(batches(plain, 4, 4, labelled), epochs=1, verbose=0, shuffle=False)
+    for a, b in zip(weights_of(engine_model.trainable_variables), weights_of(plain.trainable_variables)):
+        np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-4)
+
+
 def test_head_waits_for_its_labelled_examples_and_absent_tasks_never_step():
     model = tiny()
     engine = attach_engine(model, 4, accumulate={"trunk": 4, "detection": 6, "segmentation": 4})

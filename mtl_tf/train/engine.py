@@ -11,7 +11,8 @@ What it does, per batch (one replica's share under tf.distribute):
   steps once it has seen B_t labelled examples, the trunk once it has seen B_0 examples
   (UberNet, Kokkinos 2017). The loss of task t on a batch is weighted by n_t, so an accumulated
   step is the per-example average over the examples seen, and equals one big batch when the
-  losses are per-example means (`train.accumulate`);
+  losses are per-example means (`train.accumulate`). With `train.trunk_weighting: tasks` the
+  trunk instead gets each present task's batch-mean loss at full weight (Keras' summed losses);
 - task balancing (`train.balance`): fixed weights, uncertainty weighting, GradNorm on the last
   shared layer, or dynamic weight average (updated per epoch by `DWAUpdate`);
 - per-group learning rates: the recipe's schedule at the engine's global step times a per-group
@@ -66,6 +67,7 @@ class MultitaskEngine:
         self.model = model
         self.tasks = list(model.tasks)
         self.balance = train.balance
+        self.trunk_weighting = train.trunk_weighting
         self.schedule = learning_rate(train.optimizer, total_steps)
         graph = model.engine_graph
         self.vars = {TRUNK: graph.trunk_vars, **graph.head_vars}
@@ -150,6 +152,10 @@ class MultitaskEngine:
         for i, name in enumerate(self.tasks):
             data_i = (y[name], sample_weight[name])
             head_grads, task_taps, task_balance, loss = self._task_gradients(i, data_i, counts[i], taps)
+            if self.trunk_weighting == "tasks":  # the task's batch-mean loss, times the batch size
+                scale = batch / tf.maximum(counts[i], 1.0)
+                task_taps = [g * scale for g in task_taps]
+                task_balance = [g * scale for g in task_balance]
             self._accumulate(name, head_grads, counts[i])
             tap_grads = [a + b for a, b in zip(tap_grads, task_taps)]
             balance_grads = [a + b for a, b in zip(balance_grads, task_balance)]
