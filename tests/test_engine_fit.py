@@ -42,6 +42,7 @@ def _weights(path):
     return keras.models.load_model(path).get_weights()
 
 
+@pytest.mark.slow  # three fits: about 2.5 minutes on 2 free cores, 8 on a busy machine
 def test_interrupted_run_resumes_exactly(tmp_path):
     recipe = load_recipe(TINY_RECIPE, ENGINE)
     straight = run_fit(recipe, tmp_path / "straight", verbose=0)

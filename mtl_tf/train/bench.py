@@ -47,7 +47,8 @@ def _trainer(recipe: Recipe, engine: bool, weights=None):
         model.engine = MultitaskEngine(model, recipe.train, recipe.data.batch_size, 10_000)
     batch = _batch(recipe, model.tasks)
     iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
-    train_function = model.make_train_function()
+    model.make_train_function()
+    train_function = model.train_function
     return model, lambda: train_function(iterator)
 
 
