@@ -23,11 +23,12 @@ def _user_errors():
     from mtl_tf.export.tflite import ExportError
     from mtl_tf.inference import ModelLoadError
     from mtl_tf.predict import InputError
+    from mtl_tf.train.callbacks import TrainingDiverged
     from mtl_tf.train.fit import RunFolderError
     from mtl_tf.bench.memory import MeasurementError
 
-    return (RecipeError, DataError, RunFolderError, FileNotFoundError, ModelLoadError, EvaluationError,
-            InputError, ExportError, CacheError, MeasurementError)
+    return (RecipeError, TrainingDiverged, DataError, RunFolderError, FileNotFoundError, ModelLoadError,
+            EvaluationError, InputError, ExportError, CacheError, MeasurementError)
 
 
 def _data_error(err: Exception) -> Exception:
@@ -52,11 +53,14 @@ def main():
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any recipe key, e.g. --set data.batch_size=8 (repeatable).")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of a progress bar.")
-def fit(recipe, out, epochs, overrides, quiet):
+@click.option("--single-task", metavar="TASK",
+              help="Train only TASK, on the examples labelled for it, with the same budget (train.single_task).")
+def fit(recipe, out, epochs, overrides, quiet, single_task):
     """Train the multitask model described by RECIPE and write a run folder."""
     from mtl_tf.config import load_recipe
 
     overrides = list(overrides) + ([f"train.epochs={epochs}"] if epochs else [])
+    overrides += [f"train.single_task={single_task}"] if single_task else []
     try:
         config = load_recipe(recipe, overrides)
         from mtl_tf.train.fit import run_fit
@@ -290,6 +294,57 @@ def bench(recipe, json_path, runs, warmup, threads, runtimes, calibration, out, 
         Path(json_path).write_text(json.dumps(results, indent=2))
     click.echo(markdown(results))
     click.echo(f"wrote {folder / 'bench.md'}, {folder / 'bench.json'}, {folder / 'bench.png'}")
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Study folder (default: runs/<recipe name>-study).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override train.epochs (the budget of every run).")
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), help="Override train.steps_per_epoch.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any recipe key (repeatable).")
+def study(recipe, out, epochs, steps_per_epoch, overrides):
+    """Single-task detector and segmenter, plain multitask and engine multitask on RECIPE, same budget."""
+    from mtl_tf.config import load_recipe
+
+    overrides = list(overrides) + ([f"train.epochs={epochs}"] if epochs else [])
+    overrides += [f"train.steps_per_epoch={steps_per_epoch}"] if steps_per_epoch else []
+    try:
+        config = load_recipe(recipe, overrides)
+        from mtl_tf.train.study import run_study
+
+        folder = Path(out) if out else Path("runs") / f"{config.name}-study"
+        run_study(config, folder, verbose=2)
+    except _user_errors() as err:
+        raise _UserError(str(err)) from None
+    click.echo((folder / "study.md").read_text())
+    click.echo(f"study folder: {folder} (study.md, study.png, one run folder per variant)")
+
+
+@main.command("bench-engine")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--rounds", type=click.IntRange(min=1), default=7, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True, help="Steps per round and per memory probe.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any recipe key (repeatable).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers to this file.")
+def bench_engine(recipe, rounds, steps, overrides, json_path):
+    """Training-step overhead of the engine vs plain fit, and the recompute memory saving."""
+    from mtl_tf.config import load_recipe
+
+    try:
+        config = load_recipe(recipe, list(overrides))
+    except _user_errors() as err:
+        raise _UserError(str(err)) from None
+    import tensorflow as tf
+
+    from mtl_tf.train.bench import format_report, recompute_memory, step_overhead
+
+    gpus = tf.config.list_physical_devices("GPU")
+    device = f"GPU ({len(gpus)})" if gpus else f"CPU ({__import__('os').cpu_count()} cores)"
+    overhead = step_overhead(config, rounds, steps)
+    memory = recompute_memory(config, max(steps, 3))
+    click.echo(format_report(overhead, memory, device))
+    if json_path:
+        Path(json_path).write_text(json.dumps({"device": device, "overhead": overhead, "recompute": memory}, indent=2))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,10 @@ class ModelConfig(Strict):
     split_last_stage: bool = Field(
         False, description="give every task its own copy of the last backbone stage"
     )
+    recompute: list[Literal["lower", "last_stage"]] = Field(
+        default_factory=list,
+        description="backbone segments recomputed in the backward pass (gradient checkpointing)",
+    )
 
 
 def _ordered_range(value):
@@ -187,6 +191,31 @@ class OptimizerConfig(Strict):
     clipnorm: float | None = Field(None, gt=0)
 
 
+class BalanceConfig(Strict):
+    method: Literal["fixed", "uncertainty", "gradnorm", "dwa"] = Field(
+        "fixed", description="fixed (tasks.<t>.loss_weight), uncertainty (Kendall 2018), gradnorm "
+        "(Chen 2018), dwa (dynamic weight average, Liu 2019)"
+    )
+    gradnorm_alpha: float = Field(1.5, ge=0)
+    gradnorm_learning_rate: float = Field(0.025, gt=0)
+    dwa_temperature: float = Field(2.0, gt=0)
+
+
+class PlateauConfig(Strict):
+    patience: int = Field(3, ge=1, description="epochs without improvement of the task's metric")
+    action: Literal["lower_lr", "freeze"] = "lower_lr"
+    factor: float = Field(0.1, gt=0, lt=1, description="lower_lr: the task's LR multiplier is scaled by this")
+    min_delta: float = Field(0.0, ge=0)
+    metrics: dict[str, str] = Field(default_factory=dict, description="task -> metric (default: primary)")
+
+
+class BestConfig(Strict):
+    metrics: dict[str, str] = Field(default_factory=dict, description="task -> metric (default: primary)")
+    references: dict[str, float] = Field(
+        default_factory=dict, description="task -> single-task reference value the metric is divided by"
+    )
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=1)
     steps_per_epoch: int | None = Field(
@@ -197,6 +226,27 @@ class TrainConfig(Strict):
     optimizer: OptimizerConfig = OptimizerConfig()
     seed: int = 0
     num_overlays: int = Field(6, ge=0, description="prediction overlays written after training")
+    # -- the multitask engine (train/engine.py); all off by default
+    accumulate: dict[str, int] = Field(
+        default_factory=dict,
+        description="examples per step: 'trunk' and per task (labelled examples); default data.batch_size",
+    )
+    trunk_weighting: Literal["examples", "tasks"] = Field(
+        "examples",
+        description="examples: a task weighs on the trunk by its labelled examples (UberNet); tasks: "
+        "each task present in a batch weighs fully (its mean loss, as Keras' summed losses)",
+    )
+    balance: BalanceConfig = BalanceConfig()
+    lr_multipliers: dict[str, float] = Field(default_factory=dict, description="'trunk' or task -> LR factor")
+    plateau: PlateauConfig | None = None
+    best: BestConfig = BestConfig()
+    single_task: str | None = Field(None, description="train only this task, on the examples labelled for it")
+    strategy: Literal["none", "mirrored", "multi_worker_mirrored", "tpu"] = "none"
+
+    def engine_enabled(self) -> bool:
+        """Whether the custom multitask step is needed (plain Keras `fit` otherwise)."""
+        return bool(self.accumulate or self.lr_multipliers or self.plateau or self.balance.method != "fixed"
+                    or self.trunk_weighting != "examples")
 
 
 class ExportConfig(Strict):
@@ -218,6 +268,27 @@ class Recipe(Strict):
     tasks: dict[str, Any] = Field(min_length=1)
     train: TrainConfig = TrainConfig()
     export: ExportConfig = ExportConfig()
+
+    @model_validator(mode="after")
+    def _engine_keys_name_tasks(self):
+        train, names = self.train, set(self.tasks)
+        for field, keys, extra in (
+            ("accumulate", train.accumulate, {"trunk"}),
+            ("lr_multipliers", train.lr_multipliers, {"trunk"}),
+            ("best.metrics", train.best.metrics, set()),
+            ("best.references", train.best.references, set()),
+            ("plateau.metrics", train.plateau.metrics if train.plateau else {}, set()),
+        ):
+            unknown = set(keys) - names - extra
+            if unknown:
+                raise ValueError(f"train.{field}: unknown keys {sorted(unknown)}; allowed: {sorted(names | extra)}")
+        if any(v < 1 for v in train.accumulate.values()):
+            raise ValueError(f"train.accumulate: sizes must be >= 1. Received: {train.accumulate}")
+        if any(v < 0 for v in train.lr_multipliers.values()):
+            raise ValueError(f"train.lr_multipliers: must be >= 0. Received: {train.lr_multipliers}")
+        if train.single_task is not None and train.single_task not in names:
+            raise ValueError(f"train.single_task: '{train.single_task}' is not a task; allowed: {sorted(names)}")
+        return self
 
     def to_dict(self) -> dict:
         """The resolved recipe as plain data (what `fit` writes into the run folder)."""

@@ -9,6 +9,18 @@ _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
 
 @keras.saving.register_keras_serializable(package="mtl_tf")
+class TapCopy(keras.layers.Layer):
+    """A backbone tap as the heads see it: a copy (one identity op), so the training engine can
+    take each head's gradient with respect to its own inputs, apart from the trunk's paths."""
+
+    def call(self, x):
+        return ops.copy(x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="mtl_tf")
 class ImageNormalization(keras.layers.Layer):
     """uint8 (or float 0..255) RGB images -> the input range a backbone was trained with.
 

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from mtl_tf.model.backbones import build_backbone
+from mtl_tf.model.layers import TapCopy
 from mtl_tf.tasks import build_tasks
 
 
@@ -23,20 +24,32 @@ class MultitaskModel(keras.Model):
     each task's loss as `<task>_loss`. `predict_step` returns post-processed predictions.
     """
 
-    def __init__(self, backbone: dict, tasks: dict, image_size, split_last_stage: bool = False, **kwargs):
+    def __init__(
+        self, backbone: dict, tasks: dict, image_size, split_last_stage: bool = False, recompute=(), **kwargs
+    ):
         image_size = tuple(image_size)
         task_objects = build_tasks(tasks, image_size)
+        recompute = list(recompute)
         trunk = build_backbone(image_size=image_size, **backbone)
         image = keras.Input((*image_size, 3), dtype="uint8", name="image")
         lower = trunk.lower(image)
-        shared_c5 = None if split_last_stage else trunk.last_stage()(lower["C4"])
+        shared_last = None if split_last_stage else trunk.last_stage()
+        taps = {"C3": lower["C3"], "C4": lower["C4"]}
+        if shared_last is not None:
+            taps["C5"] = shared_last(lower["C4"])
+        taps = {k: TapCopy(name=f"tap_{k}")(v) for k, v in taps.items()}
         outputs = {}
         for name, task in task_objects.items():
-            c5 = trunk.last_stage()(lower["C4"]) if split_last_stage else shared_c5
-            raw = task.build_head({"C3": lower["C3"], "C4": lower["C4"], "C5": c5})
+            c5 = taps["C5"] if shared_last is not None else trunk.last_stage()(taps["C4"])
+            raw = task.build_head({"C3": taps["C3"], "C4": taps["C4"], "C5": c5})
             outputs[name] = keras.layers.Identity(name=name)(raw)
         kwargs.setdefault("name", "multitask")
         super().__init__(inputs=image, outputs=outputs, **kwargs)
+        trunk_layers = [trunk.lower] + ([shared_last] if shared_last is not None else [])
+        # A plain object: Keras neither tracks nor saves it (the layers it reaches are the model's).
+        self.engine_graph = EngineGraph(image, taps, outputs, trunk_layers, recompute)
+        self.engine = None
+        self.recompute = recompute
 
         self.backbone_args = dict(backbone)
         self.task_configs = {n: t.config for n, t in task_objects.items()}
@@ -46,6 +59,12 @@ class MultitaskModel(keras.Model):
         self.task_loss_trackers = {n: keras.metrics.Mean(name=f"{n}_loss") for n in task_objects}
 
     # -- training -----------------------------------------------------------------------
+    def train_step(self, data):
+        """Keras' own step, or the multitask engine's when `fit` attached one (train/engine.py)."""
+        if self.engine is None:
+            return super().train_step(data)
+        return self.engine.train_step(data)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         total = tf.constant(0.0)
         for name, task in self.tasks.items():
@@ -74,8 +93,52 @@ class MultitaskModel(keras.Model):
             "tasks": {n: c.model_dump(mode="json") for n, c in self.task_configs.items()},
             "image_size": list(self.image_size),
             "split_last_stage": self.split_last_stage,
+            "recompute": list(self.recompute),
         }
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+class EngineGraph:
+    """What the training engine needs to see inside the model: the trunk (image -> backbone taps)
+    and each task's branch (taps -> raw output) as functional models over the model's own layers,
+    and which trainable variables are the trunk's and which each branch's."""
+
+    def __init__(self, image, taps: dict, outputs: dict, trunk_layers: list, recompute=()):
+        self.tap_names = list(taps)
+        self.trunk_model = keras.Model(image, [taps[k] for k in self.tap_names])
+        self.recompute = {"lower": "lower" in recompute, "last_stage": "last_stage" in recompute}
+        self.branches = {name: keras.Model([taps[k] for k in self.tap_names], out) for name, out in outputs.items()}
+        self.trunk_layers = trunk_layers
+
+    def trunk(self, images, training: bool = True) -> list:
+        """The backbone taps (in `tap_names` order). Segments named in `recompute` run under
+        `tf.recompute_grad`: their inner activations are not kept for the backward pass but
+        recomputed from the segment's input (gradient checkpointing)."""
+        if not any(self.recompute.values()):
+            return self.trunk_model(images, training=training)
+        lower, *last = self.trunk_layers
+        c3, c4 = _segment(lambda x: tuple(lower(x, training=training)[k] for k in ("C3", "C4")),
+                          self.recompute["lower"] and training)(images)
+        taps = [c3, c4]
+        if last:
+            taps.append(_segment(lambda x: last[0](x, training=training), self.recompute["last_stage"] and training)(c4))
+        return [tf.identity(t) for t in taps]  # as the TapCopy layers
+
+    @property
+    def trunk_vars(self) -> list:
+        return [v for layer in self.trunk_layers for v in layer.trainable_variables]
+
+    @property
+    def head_vars(self) -> dict[str, list]:
+        trunk_ids = {id(v) for v in self.trunk_vars}
+        return {
+            name: [v for v in branch.trainable_variables if id(v) not in trunk_ids]
+            for name, branch in self.branches.items()
+        }
+
+
+def _segment(fn, recompute: bool):
+    return tf.recompute_grad(fn) if recompute else fn

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import keras
+import numpy as np
 
 from mtl_tf.evaluate.runner import keras_infer, run_evaluators, scalar_metrics
 
@@ -30,3 +35,153 @@ class TaskEvaluation(keras.callbacks.Callback):
         scalars = {f"val_{k}": v for k, v in scalar_metrics(results).items()}
         if logs is not None:
             logs.update(scalars)
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite; the message says where the last good state is."""
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stop at the first batch whose loss is not finite, before anything saves the bad weights.
+
+    List it before BackupAndRestore and the checkpoint callbacks: they then keep the last good
+    epoch (backup/ to resume from, best.keras). Raises `TrainingDiverged`.
+    """
+
+    def __init__(self, run_dir):
+        super().__init__()
+        self.run_dir = run_dir
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.model.stop_training = True
+            raise TrainingDiverged(
+                f"training diverged: the loss is {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1}. "
+                f"The last good state (end of epoch {self._epoch}) is kept in {self.run_dir}/backup and "
+                f"the best model so far in {self.run_dir}/best.keras; lower train.optimizer.learning_rate "
+                "(or set train.optimizer.clipnorm) and run fit again with the same --out to resume."
+            )
+
+
+def task_score(logs: dict, tasks: dict, metrics: dict, references: dict) -> float | None:
+    """Mean over tasks of val_<task>_<metric> / reference (metric default: the task's primary)."""
+    values = []
+    for name, task in tasks.items():
+        value = logs.get(f"val_{name}_{metrics.get(name, task.primary_metric)}")
+        if value is None:
+            return None
+        values.append(float(value) / references.get(name, 1.0))
+    return float(np.mean(values))
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Keep `best.keras`: the model of the epoch with the highest `task_score` (after TaskEvaluation)."""
+
+    def __init__(self, path, tasks: dict, metrics: dict, references: dict, save):
+        super().__init__()
+        self.path, self.tasks, self.metrics, self.references, self.save = path, tasks, metrics, references, save
+        self.best = -np.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        score = task_score(logs or {}, self.tasks, self.metrics, self.references)
+        if score is None:
+            return
+        logs["val_score"] = score
+        if score > self.best:
+            self.best = score
+            self.save(self.model, self.path)
+
+
+class TaskPlateau(keras.callbacks.Callback):
+    """Per-task plateau handling for the multitask engine.
+
+    Watches each task's validation metric (val_<task>_<metric>, higher is better); after
+    `patience` epochs without an improvement above `min_delta`, either multiplies that task's
+    learning-rate multiplier by `factor` (lower_lr) or freezes the task (freeze): its head stops
+    stepping and it sends no more gradient into the trunk, so a task that has peaked cannot
+    overfit the shared layers while the others still learn. Its `<task>_lr_mult` / `<task>_active`
+    go into the epoch logs.
+    """
+
+    def __init__(self, engine, config, tasks: dict):
+        super().__init__()
+        self.engine, self.config, self.tasks = engine, config, tasks
+        self.best = {name: -np.inf for name in tasks}
+        self.wait = {name: 0 for name in tasks}
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        for name, task in self.tasks.items():
+            value = logs.get(f"val_{name}_{self.config.metrics.get(name, task.primary_metric)}")
+            if value is None or not float(self.engine.active[name].numpy()):
+                continue
+            if float(value) > self.best[name] + self.config.min_delta:
+                self.best[name], self.wait[name] = float(value), 0
+            else:
+                self.wait[name] += 1
+            if self.wait[name] >= self.config.patience:
+                self.wait[name] = 0
+                if self.config.action == "freeze":
+                    self.engine.active[name].assign(0.0)
+                else:
+                    mult = self.engine.multiplier[name]
+                    mult.assign(float(mult.numpy()) * self.config.factor)
+        for name in self.tasks:
+            logs[f"{name}_lr_mult"] = float(self.engine.multiplier[name].numpy())
+            logs[f"{name}_active"] = float(self.engine.active[name].numpy())
+
+
+class DWAUpdate(keras.callbacks.Callback):
+    """Dynamic weight average: after each epoch, set the task weights from the last two epochs'
+    mean training losses (`<task>_loss`); weights stay at the recipe's until two epochs are in."""
+
+    def __init__(self, engine, temperature: float):
+        super().__init__()
+        self.engine, self.temperature = engine, temperature
+        self.base = np.array([engine.model.tasks[t].config.loss_weight for t in engine.tasks], np.float32)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from mtl_tf.train.engine import dwa_weights
+
+        engine = self.engine
+        current = np.array([float((logs or {}).get(f"{t}_loss", np.nan)) for t in engine.tasks], np.float32)
+        history = engine.dwa_history.numpy()
+        engine.dwa_history.assign(np.stack([history[1], current]))
+        engine.dwa_epochs.assign_add(1)
+        if int(engine.dwa_epochs.numpy()) >= 2:
+            engine.weights.assign((self.base * dwa_weights(current, history[1], self.temperature)).astype(np.float32))
+
+
+class EngineBackup(keras.callbacks.Callback):
+    """Saves the engine's state (accumulators, counters, balancer, head optimizers, plateau
+    state) beside BackupAndRestore's files at every epoch end, and restores it at train begin,
+    so that an interrupted run resumes exactly."""
+
+    FILE = "engine_state.npz"
+
+    def __init__(self, engine, backup_dir, plateau: TaskPlateau | None = None):
+        super().__init__()
+        self.engine, self.path, self.plateau = engine, Path(backup_dir) / self.FILE, plateau
+
+    def on_train_begin(self, logs=None):
+        if not self.path.exists():
+            return
+        with np.load(self.path, allow_pickle=False) as data:
+            self.engine.set_state([data[f"a{i}"] for i in range(len(data.files) - 1)])
+            if self.plateau is not None:
+                best, wait = json.loads(str(data["plateau"]))
+                self.plateau.best.update(best)
+                self.plateau.wait.update(wait)
+
+    def on_epoch_end(self, epoch, logs=None):
+        arrays = {f"a{i}": a for i, a in enumerate(self.engine.state())}
+        plateau = [self.plateau.best, self.plateau.wait] if self.plateau is not None else [{}, {}]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name("engine_state.partial.npz")
+        np.savez(tmp, plateau=np.array(json.dumps(plateau)), **arrays)
+        os.replace(tmp, self.path)

@@ -18,8 +18,10 @@ def learning_rate(config: OptimizerConfig, total_steps: int):
     )
 
 
-def build_optimizer(config: OptimizerConfig, total_steps: int) -> keras.optimizers.Optimizer:
-    lr = learning_rate(config, total_steps)
+def build_optimizer(config: OptimizerConfig, total_steps: int, constant: bool = False) -> keras.optimizers.Optimizer:
+    """The recipe's optimizer; `constant`: a plain learning-rate variable that the multitask
+    engine sets from the schedule at every step."""
+    lr = config.learning_rate if constant else learning_rate(config, total_steps)
     common = {"learning_rate": lr, "clipnorm": config.clipnorm}
     if config.name == "sgd":
         return keras.optimizers.SGD(momentum=config.momentum, weight_decay=config.weight_decay or None, **common)

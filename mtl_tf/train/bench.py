@@ -1,0 +1,116 @@
+"""`mtl-tf bench-engine`: the engine's training-step overhead and the recompute memory saving.
+
+- Step time: the recipe's model trained by Keras' own `train_step` and by the engine (the
+  recipe's engine settings), same weights, same batch, timed round-robin in one process
+  (A, B, A, B, ...), medians; ratio engine / plain.
+- Recompute: one fresh process per setting (none, then each `model.recompute` choice) runs the
+  same engine training steps; peak resident memory (ru_maxrss) minus the resident memory before the
+  first step gives the training memory; step times are medians within each process.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import psutil
+import tensorflow as tf
+from tqdm import tqdm
+
+from mtl_tf.config import Recipe, recipe_from_dict
+from mtl_tf.data import pipeline
+from mtl_tf.train.engine import MultitaskEngine
+from mtl_tf.train.fit import build_model
+from mtl_tf.train.optim import build_optimizer
+
+
+def _batch(recipe: Recipe, tasks) -> tuple:
+    reader = pipeline.ExampleReader(recipe.data.train, tasks, recipe.data.image_size)
+    data = pipeline.training_batches(pipeline.examples_dataset(reader), tasks, recipe.data.batch_size, 64, 0)
+    return next(iter(data))
+
+
+def _trainer(recipe: Recipe, engine: bool, weights=None):
+    """(model, one-step function) for a fixed batch repeated forever."""
+    keras.utils.set_random_seed(recipe.train.seed)
+    model = build_model(recipe)
+    if weights is not None:
+        model.set_weights(weights)
+    model.compile(optimizer=build_optimizer(recipe.train.optimizer, 10_000, constant=engine))
+    if engine:
+        model.engine = MultitaskEngine(model, recipe.train, recipe.data.batch_size, 10_000)
+    batch = _batch(recipe, model.tasks)
+    iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
+    model.make_train_function()
+    train_function = model.train_function
+    return model, lambda: train_function(iterator)
+
+
+def _time(step, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        out = step()
+    keras.ops.convert_to_numpy(next(iter(out.values())))  # wait for the last step
+    return (time.perf_counter() - start) / n
+
+
+def step_overhead(recipe: Recipe, rounds: int, steps: int, warmup: int = 3) -> dict:
+    plain_model, plain = _trainer(recipe, engine=False)
+    _, engine = _trainer(recipe, engine=True, weights=plain_model.get_weights())
+    _time(plain, warmup), _time(engine, warmup)
+    times = {"plain": [], "engine": []}
+    for _ in tqdm(range(rounds), desc="step overhead", unit="round", leave=False):
+        times["plain"].append(_time(plain, steps))
+        times["engine"].append(_time(engine, steps))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"plain_ms": 1000 * med["plain"], "engine_ms": 1000 * med["engine"],
+            "ratio": med["engine"] / med["plain"], "rounds": rounds, "steps_per_round": steps}
+
+
+def memory_probe(recipe: Recipe, steps: int) -> dict:
+    """Train `steps` engine steps in this process (recompute runs in the engine's step);
+    training memory and median step time."""
+    _, step = _trainer(recipe, engine=True)
+    baseline = psutil.Process().memory_info().rss
+    times = [_time(step, 1) for _ in range(steps)]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    return {"train_mb": (peak - baseline) / 2**20, "peak_mb": peak / 2**20, "step_ms": 1000 * statistics.median(times[1:])}
+
+
+def recompute_memory(recipe: Recipe, steps: int, choices=((), ("lower",), ("lower", "last_stage"))) -> dict:
+    """{setting: memory_probe result}, each in a fresh process."""
+    results = {}
+    for choice in tqdm(choices, desc="recompute", unit="process", leave=False):
+        raw = recipe.to_dict()
+        raw["model"]["recompute"] = list(choice)
+        out = subprocess.run(
+            [sys.executable, "-m", "mtl_tf.train.bench", json.dumps(raw), str(steps)],
+            capture_output=True, text=True, check=True,
+        )
+        results["+".join(choice) or "none"] = json.loads(out.stdout.strip().splitlines()[-1])
+    base = results["none"]
+    for r in results.values():
+        r["memory_ratio"] = r["train_mb"] / base["train_mb"] if base["train_mb"] > 0 else float("nan")
+        r["time_ratio"] = r["step_ms"] / base["step_ms"]
+    return results
+
+
+def format_report(overhead: dict, memory: dict, device: str) -> str:
+    lines = [f"device: {device}",
+             f"step time: plain fit {overhead['plain_ms']:.1f} ms, engine {overhead['engine_ms']:.1f} ms "
+             f"-> engine/plain {overhead['ratio']:.2f}x (median of {overhead['rounds']} interleaved rounds "
+             f"of {overhead['steps_per_round']} steps)"]
+    for name, r in memory.items():
+        lines.append(f"recompute {name:>17}: training memory {r['train_mb']:7.1f} MB ({r['memory_ratio']:.2f}x), "
+                     f"step {r['step_ms']:.1f} ms ({r['time_ratio']:.2f}x)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # the memory probe's fresh process
+    print(json.dumps(memory_probe(recipe_from_dict(json.loads(sys.argv[1])), int(sys.argv[2]))))

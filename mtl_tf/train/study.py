@@ -1,0 +1,103 @@
+"""The multitask-vs-single-task study: one command, four runs at the same budget.
+
+Variants: single-task detector, single-task segmenter (each on the examples labelled for it),
+plain multitask (Keras' own step, fixed loss weights) and multitask with the recipe's engine
+settings. Writes study.md (a table of every task's best and final validation metric, and the gap
+to its single-task model), study.png (per-task validation curves of all variants on one figure)
+and study.json, beside one run folder per variant.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mtl_tf.config import Recipe, recipe_from_dict
+from mtl_tf.report.plots import plt, read_history
+from mtl_tf.train.fit import run_fit
+
+PLAIN_TRAIN = {"accumulate": {}, "lr_multipliers": {}, "plateau": None, "balance": {"method": "fixed"}}
+
+
+def study_variants(recipe: Recipe) -> dict[str, Recipe]:
+    """{variant name: recipe}: one single-task run per task, plain multitask, engine multitask."""
+    raw = recipe.to_dict()
+    plain = {**raw, "train": {**raw["train"], **PLAIN_TRAIN, "single_task": None}}
+    variants = {f"single_{t}": recipe_from_dict({**plain, "train": {**plain["train"], "single_task": t}})
+                for t in recipe.tasks}
+    variants["multitask_plain"] = recipe_from_dict(plain)
+    variants["multitask_engine"] = recipe_from_dict({**raw, "train": {**raw["train"], "single_task": None}})
+    return variants
+
+
+def run_study(recipe: Recipe, out: Path, verbose="auto") -> dict:
+    """Train every variant into out/<variant> (finished runs are reused) and write the report."""
+    out.mkdir(parents=True, exist_ok=True)
+    histories = {}
+    for name, variant in study_variants(recipe).items():
+        run = out / name
+        if not (run / "model.keras").exists() or (run / "backup").exists():
+            print(f"== study: {name}")
+            run_fit(variant, run, verbose=verbose)
+        histories[name] = read_history(run / "history.csv")
+    results = summarize(histories, recipe)
+    (out / "study.json").write_text(json.dumps(results, indent=2))
+    (out / "study.md").write_text(markdown_table(results, recipe))
+    plot_study(histories, recipe, out / "study.png")
+    return results
+
+
+def _metric_key(recipe: Recipe, task: str) -> str:
+    from mtl_tf.tasks import TASKS
+
+    return f"val_{task}_{recipe.train.best.metrics.get(task, TASKS[task].primary_metric)}"
+
+
+def summarize(histories: dict, recipe: Recipe) -> dict:
+    """{variant: {task: {"best", "final"}}} of each task's chosen validation metric."""
+    results = {}
+    for name, history in histories.items():
+        results[name] = {}
+        for task in recipe.tasks:
+            values = history.get(_metric_key(recipe, task))
+            if values:
+                results[name][task] = {"best": float(np.nanmax(values)), "final": float(values[-1])}
+    return results
+
+
+def markdown_table(results: dict, recipe: Recipe) -> str:
+    tasks = list(recipe.tasks)
+    head = "| variant | " + " | ".join(f"{t} {_metric_key(recipe, t)[len(t) + 5:]} best / final (gap to single)" for t in tasks)
+    lines = [head + " |", "|---" * (len(tasks) + 1) + "|"]
+    for name, per_task in results.items():
+        cells = []
+        for t in tasks:
+            if t not in per_task:
+                cells.append("-")
+                continue
+            single = results.get(f"single_{t}", {}).get(t)
+            gap = f" ({100 * (per_task[t]['best'] - single['best']):+.1f} pts)" if single and not name.startswith("single") else ""
+            cells.append(f"{100 * per_task[t]['best']:.1f} / {100 * per_task[t]['final']:.1f}{gap}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    budget = f"{recipe.train.epochs} epochs x {recipe.train.steps_per_epoch or 'one pass'} steps, batch {recipe.data.batch_size}"
+    return "\n".join(lines) + f"\n\nValues in points (x100). Budget per run: {budget}.\n"
+
+
+def plot_study(histories: dict, recipe: Recipe, path: Path) -> None:
+    """One panel per task: its validation metric per epoch for every variant that has it."""
+    tasks = list(recipe.tasks)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        key = _metric_key(recipe, task)
+        for name, history in histories.items():
+            if key in history:
+                ax.plot(np.arange(1, len(history[key]) + 1), history[key], marker=".", label=name)
+        ax.set_title(key.removeprefix("val_"))
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

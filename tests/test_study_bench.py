@@ -1,0 +1,61 @@
+"""`mtl-tf study` and `mtl-tf bench-engine`: report logic, and end to end on the tiny recipe (slow)."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import TINY_RECIPE
+from mtl_tf.cli import main
+from mtl_tf.config import load_recipe
+from mtl_tf.train.study import markdown_table, study_variants, summarize
+
+TINY = ["--set", "train.num_overlays=0", "--set", "data.val.0.num_images=4"]
+
+
+def test_study_variants_share_the_budget_and_differ_only_where_they_should():
+    recipe = load_recipe(TINY_RECIPE, ["train.accumulate={trunk: 16}", "train.balance.method=dwa", "train.steps_per_epoch=3"])
+    variants = study_variants(recipe)
+    assert list(variants) == ["single_detection", "single_segmentation", "multitask_plain", "multitask_engine"]
+    assert {v.train.steps_per_epoch for v in variants.values()} == {3}
+    assert {v.train.epochs for v in variants.values()} == {recipe.train.epochs}
+    assert variants["single_segmentation"].train.single_task == "segmentation"
+    assert not variants["multitask_plain"].train.engine_enabled()
+    assert variants["multitask_engine"].train.accumulate == {"trunk": 16}
+
+
+def test_study_table_reports_best_final_and_gap_to_single_task():
+    recipe = load_recipe(TINY_RECIPE)
+    histories = {
+        "single_detection": {"val_detection_map50": [0.2, 0.5, 0.4]},
+        "single_segmentation": {"val_segmentation_miou": [0.6, 0.7]},
+        "multitask_engine": {"val_detection_map50": [0.3, 0.49], "val_segmentation_miou": [0.5, np.nan, 0.72]},
+    }
+    results = summarize(histories, recipe)
+    assert results["single_detection"]["detection"] == {"best": 0.5, "final": 0.4}
+    table = markdown_table(results, recipe)
+    row = next(line for line in table.splitlines() if line.startswith("| multitask_engine"))
+    assert "49.0 / 49.0 (-1.0 pts)" in row and "72.0 / 72.0 (+2.0 pts)" in row
+
+
+@pytest.mark.slow
+def test_study_command_end_to_end(tmp_path):
+    out = tmp_path / "study"
+    result = CliRunner().invoke(main, ["study", str(TINY_RECIPE), "--out", str(out), "--epochs", "1",
+                                       "--steps-per-epoch", "1", "--set", "train.accumulate={trunk: 16}", *TINY])
+    assert result.exit_code == 0, result.output
+    for name in ["study.md", "study.png", "study.json", "single_detection/model.keras", "multitask_engine/history.csv"]:
+        assert (out / name).is_file(), name
+    results = json.loads((out / "study.json").read_text())
+    assert set(results["single_segmentation"]) == {"segmentation"} and set(results["multitask_plain"]) == {"detection", "segmentation"}
+
+
+@pytest.mark.slow
+def test_bench_engine_command_end_to_end(tmp_path):
+    result = CliRunner().invoke(main, ["bench-engine", str(TINY_RECIPE), "--rounds", "2", "--steps", "2",
+                                       "--json", str(tmp_path / "b.json"), "--set", "train.accumulate={trunk: 16}"])
+    assert result.exit_code == 0, result.output
+    numbers = json.loads((tmp_path / "b.json").read_text())
+    assert numbers["overhead"]["ratio"] > 0 and set(numbers["recompute"]) == {"none", "lower", "lower+last_stage"}
+    assert "engine/plain" in result.output and "recompute" in result.output
