@@ -1,4 +1,4 @@
-"""`mtl-tf study` and `mtl-tf bench-engine`: report logic, and end to end on the tiny recipe (slow)."""
+"""`mtl-tf study` and `mtl-tf bench-engine`: report logic, and end to end on the tiny recipe."""
 
 import json
 
@@ -39,7 +39,6 @@ def test_study_table_reports_best_final_and_gap_to_single_task():
     assert "49.0 / 49.0 (-1.0 pts)" in row and "72.0 / 72.0 (+2.0 pts)" in row
 
 
-@pytest.mark.slow
 def test_study_command_end_to_end(tmp_path):
     out = tmp_path / "study"
     result = CliRunner().invoke(main, ["study", str(TINY_RECIPE), "--out", str(out), "--epochs", "1",
@@ -51,9 +50,8 @@ def test_study_command_end_to_end(tmp_path):
     assert set(results["single_segmentation"]) == {"segmentation"} and set(results["multitask_plain"]) == {"detection", "segmentation"}
 
 
-@pytest.mark.slow
 def test_bench_engine_command_end_to_end(tmp_path):
-    result = CliRunner().invoke(main, ["bench-engine", str(TINY_RECIPE), "--rounds", "2", "--steps", "2",
+    result = CliRunner().invoke(main, ["bench-engine", str(TINY_RECIPE), "--rounds", "1", "--steps", "1",
                                        "--json", str(tmp_path / "b.json"), "--set", "train.accumulate={trunk: 16}"])
     assert result.exit_code == 0, result.output
     numbers = json.loads((tmp_path / "b.json").read_text())
