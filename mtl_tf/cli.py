@@ -127,7 +127,9 @@ def predict(model, inputs, out, split, recipe, min_score):
         raise _UserError(str(err)) from None
     except Exception as err:  # noqa: BLE001  (re-raised unless it hides a DataError)
         raise _data_error(err) from None
-    click.echo(f"{len(writer.detections)} detections; outputs in {out}")
+    counts = [f"{len(records)} {name} records in {writer.predictor.tasks[name].records_file}"
+              for name, records in writer.records.items()]
+    click.echo("; ".join(counts + [f"outputs in {out}"]))
 
 
 @main.command()
@@ -301,8 +303,11 @@ def bench(recipe, json_path, runs, warmup, threads, runtimes, calibration, out, 
 @click.option("--out", type=click.Path(file_okay=False), help="Study folder (default: runs/<recipe name>-study).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Override train.epochs (the budget of every run).")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), help="Override train.steps_per_epoch.")
+@click.option("--budget", type=click.Choice(["run", "system"]), default="run", show_default=True,
+              help="run: every run trains the recipe's steps; system: the multitask runs train the steps of "
+              "all single-task runs together (the set they replace).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any recipe key (repeatable).")
-def study(recipe, out, epochs, steps_per_epoch, overrides):
+def study(recipe, out, epochs, steps_per_epoch, budget, overrides):
     """Single-task detector and segmenter, plain multitask and engine multitask on RECIPE, same budget."""
     from mtl_tf.config import load_recipe
 
@@ -313,7 +318,7 @@ def study(recipe, out, epochs, steps_per_epoch, overrides):
         from mtl_tf.train.study import run_study
 
         folder = Path(out) if out else Path("runs") / f"{config.name}-study"
-        run_study(config, folder, verbose=2)
+        run_study(config, folder, budget=budget, verbose=2)
     except _user_errors() as err:
         raise _UserError(str(err)) from None
     click.echo((folder / "study.md").read_text())

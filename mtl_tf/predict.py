@@ -75,41 +75,30 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class PredictionWriter:
-    """Writes overlays, masks and collects detections for frames of any size."""
+    """Writes overlays and masks, and collects each task's records (detections.json), for
+    frames of any size."""
 
     def __init__(self, predictor: Predictor, out: Path, min_score: float):
         self.predictor = predictor
         self.out = Path(out)
         self.min_score = min_score
-        self.detections: list[dict] = []
+        self.records: dict[str, list[dict]] = {
+            name: [] for name, task in predictor.tasks.items() if task.records_file
+        }
         self.out.mkdir(parents=True, exist_ok=True)
 
     def labels(self, frame: Frame) -> dict:
         """Predictions for one frame, mapped back to its original size."""
-        h, w = frame.image.shape[:2]
+        size = frame.image.shape[:2]
         predictions = self.predictor.predict(resize(frame.image, self.predictor.image_size)[None])
         labels = {}
         for name, task in self.predictor.tasks.items():
-            if name == "detection":
-                labels.update(task.labels_from_prediction(predictions[name], 0, min_score=self.min_score))
-            else:
-                labels.update(task.labels_from_prediction(predictions[name], 0))
-        if "mask" in labels and labels["mask"].shape != (h, w):
-            labels["mask"] = np.asarray(Image.fromarray(labels["mask"]).resize((w, h), Image.NEAREST))
-        if "boxes" in labels:
-            self._record_detections(frame.source, labels, h, w)
+            own = task.labels_from_prediction(predictions[name], 0, min_score=self.min_score)
+            own = task.labels_to_size(own, size)
+            labels.update(own)
+            if name in self.records:
+                self.records[name].extend(task.prediction_records(own, frame.source, size))
         return labels
-
-    def _record_detections(self, image: str, labels: dict, h: int, w: int) -> None:
-        classes = self.predictor.tasks["detection"].classes
-        for (y0, x0, y1, x1), c, s in zip(labels["boxes"], labels["box_classes"], labels["scores"]):
-            self.detections.append({
-                "image": image,
-                "category": classes[int(c)],
-                "bbox": [round(float(x0 * w), 2), round(float(y0 * h), 2),
-                         round(float((x1 - x0) * w), 2), round(float((y1 - y0) * h), 2)],
-                "score": round(float(s), 5),
-            })
 
     def image(self, frame: Frame) -> None:
         labels = self.labels(frame)
@@ -134,11 +123,13 @@ class PredictionWriter:
         if writer is not None:
             writer.release()
 
-    def finish(self) -> Path:
-        path = self.out / "detections.json"
-        if "detection" in self.predictor.tasks:
-            path.write_text(json.dumps(self.detections, indent=1))
-        return path
+    def finish(self) -> list[Path]:
+        """Write each task's records file; returns their paths."""
+        paths = []
+        for name, records in self.records.items():
+            paths.append(self.out / self.predictor.tasks[name].records_file)
+            paths[-1].write_text(json.dumps(records, indent=1))
+        return paths
 
 
 def run_predict(predictor: Predictor, inputs: list[str], out: Path, split: str | None = None,

@@ -126,3 +126,18 @@ def test_bad_inputs_are_clear_errors(tiny_run, tmp_path):
     assert result.exit_code == 1 and "broken.jpg" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "nowhere")])
     assert result.exit_code == 1 and "no such file or folder" in result.output
+
+
+def test_tasks_map_predictions_to_the_original_image_size():
+    from mtl_tf.tasks import build_tasks
+
+    tasks = build_tasks({"detection": {"classes": ["car", "bus"]}, "segmentation": {"classes": ["a", "b"]}}, (64, 64))
+    boxes = {"boxes": np.array([[0.1, 0.2, 0.5, 0.6]]), "box_classes": np.array([1]), "scores": np.array([0.75])}
+    [record] = tasks["detection"].prediction_records(boxes, "x.png", (100, 200))
+    assert record == {"image": "x.png", "category": "bus", "bbox": [40.0, 10.0, 80.0, 40.0], "score": 0.75}
+    assert tasks["detection"].labels_to_size(boxes, (100, 200)) is boxes
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, 32:] = 1
+    resized = tasks["segmentation"].labels_to_size({"mask": mask}, (10, 20))["mask"]
+    assert resized.shape == (10, 20) and resized[:, :10].max() == 0 and resized[:, 10:].min() == 1
+    assert tasks["segmentation"].records_file is None

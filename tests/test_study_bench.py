@@ -25,6 +25,15 @@ def test_study_variants_share_the_budget_and_differ_only_where_they_should():
     assert variants["multitask_engine"].train.accumulate == {"trunk": 16}
 
 
+def test_system_budget_gives_multitask_runs_the_steps_of_the_single_task_set():
+    recipe = load_recipe(TINY_RECIPE, ["train.epochs=3"])
+    variants = study_variants(recipe, budget="system")
+    assert variants["single_detection"].train.epochs == 3
+    assert variants["multitask_plain"].train.epochs == variants["multitask_engine"].train.epochs == 3 * len(recipe.tasks)
+    with pytest.raises(ValueError, match="budget"):
+        study_variants(recipe, budget="epochs")
+
+
 def test_study_table_reports_best_final_and_gap_to_single_task():
     recipe = load_recipe(TINY_RECIPE)
     histories = {
@@ -46,7 +55,9 @@ def test_study_command_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     for name in ["study.md", "study.png", "study.json", "single_detection/model.keras", "multitask_engine/history.csv"]:
         assert (out / name).is_file(), name
-    results = json.loads((out / "study.json").read_text())
+    study = json.loads((out / "study.json").read_text())
+    assert study["budget"] == "run"
+    results = study["variants"]
     assert set(results["single_segmentation"]) == {"segmentation"} and set(results["multitask_plain"]) == {"detection", "segmentation"}
 
 

@@ -24,6 +24,8 @@ class Task:
     primary_metric: ClassVar[str]
     # Backbone taps the head reads, e.g. ("C4", "C5").
     taps: ClassVar[tuple[str, ...]]
+    # File `mtl-tf predict` writes this task's per-image records into (None: no such file).
+    records_file: ClassVar[str | None] = None
 
     def __init__(self, config: Strict, image_size: tuple[int, int]):
         self.config = config
@@ -106,6 +108,16 @@ class Task:
         as the example, normalized boxes, a mask of the image's size) drawn on it."""
         raise NotImplementedError
 
-    def labels_from_prediction(self, prediction: dict, index: int) -> dict:
-        """One image's prediction in the example's label keys, for drawing."""
+    def labels_from_prediction(self, prediction: dict, index: int, min_score: float = 0.3) -> dict:
+        """One image's prediction in the example's label keys, for drawing; tasks that score
+        instances keep those scoring at least `min_score`."""
         raise NotImplementedError
+
+    def labels_to_size(self, labels: dict, size: tuple[int, int]) -> dict:
+        """This task's labels of one image mapped onto the image's original (height, width);
+        normalized labels (boxes, class ids) are returned as they are."""
+        return labels
+
+    def prediction_records(self, labels: dict, source: str, size: tuple[int, int]) -> list[dict]:
+        """JSON records of one image's predictions for `records_file` (pixel units of `size`)."""
+        return []

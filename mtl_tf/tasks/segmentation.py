@@ -113,8 +113,16 @@ class SegmentationTask(Task):
         plot_confusion_matrix(evaluator.matrix, self.classes, Path(folder) / "confusion_matrix.png")
         return ["confusion_matrix.png"]
 
-    def labels_from_prediction(self, prediction, index):
+    def labels_from_prediction(self, prediction, index, min_score: float = 0.3):
         return {"mask": prediction["mask"][index]}
+
+    def labels_to_size(self, labels, size):
+        if labels["mask"].shape == tuple(size):
+            return labels
+        from PIL import Image
+
+        mask = Image.fromarray(labels["mask"]).resize((size[1], size[0]), Image.NEAREST)
+        return {**labels, "mask": np.asarray(mask)}
 
     def render(self, image, labels):
         from mtl_tf.report.render import blend_mask

@@ -5,6 +5,13 @@ plain multitask (Keras' own step, fixed loss weights) and multitask with the rec
 settings. Writes study.md (a table of every task's best and final validation metric, and the gap
 to its single-task model), study.png (per-task validation curves of all variants on one figure)
 and study.json, beside one run folder per variant.
+
+Two budgets (`budget`):
+- "run": every run trains for the recipe's steps;
+- "system": the multitask model, which replaces all the single-task models, trains for their
+  steps together (one run's steps times the number of tasks): the same images processed as the
+  set it replaces. With a batch split evenly between the tasks' sources, each task then also sees
+  as many labelled examples as its single-task model.
 """
 
 from __future__ import annotations
@@ -21,31 +28,40 @@ from mtl_tf.train.fit import run_fit
 PLAIN_TRAIN = {"accumulate": {}, "lr_multipliers": {}, "plateau": None, "balance": {"method": "fixed"}}
 
 
-def study_variants(recipe: Recipe) -> dict[str, Recipe]:
+BUDGETS = ("run", "system")
+
+
+def study_variants(recipe: Recipe, budget: str = "run") -> dict[str, Recipe]:
     """{variant name: recipe}: one single-task run per task, plain multitask, engine multitask."""
+    if budget not in BUDGETS:
+        raise ValueError(f"unknown study budget {budget!r}; choose one of {list(BUDGETS)}")
     raw = recipe.to_dict()
-    plain = {**raw, "train": {**raw["train"], **PLAIN_TRAIN, "single_task": None}}
-    variants = {f"single_{t}": recipe_from_dict({**plain, "train": {**plain["train"], "single_task": t}})
+    single = {**raw, "train": {**raw["train"], **PLAIN_TRAIN, "single_task": None}}
+    epochs = raw["train"]["epochs"] * (len(recipe.tasks) if budget == "system" else 1)
+    plain = {**single, "train": {**single["train"], "epochs": epochs}}
+    variants = {f"single_{t}": recipe_from_dict({**single, "train": {**single["train"], "single_task": t}})
                 for t in recipe.tasks}
     variants["multitask_plain"] = recipe_from_dict(plain)
-    variants["multitask_engine"] = recipe_from_dict({**raw, "train": {**raw["train"], "single_task": None}})
+    variants["multitask_engine"] = recipe_from_dict(
+        {**raw, "train": {**raw["train"], "single_task": None, "epochs": epochs}})
     return variants
 
 
-def run_study(recipe: Recipe, out: Path, verbose="auto") -> dict:
+def run_study(recipe: Recipe, out: Path, budget: str = "run", verbose="auto") -> dict:
     """Train every variant into out/<variant> (finished runs are reused) and write the report."""
     out.mkdir(parents=True, exist_ok=True)
     histories = {}
-    for name, variant in study_variants(recipe).items():
+    variants = study_variants(recipe, budget)
+    for name, variant in variants.items():
         run = out / name
         if not (run / "model.keras").exists() or (run / "backup").exists():
             print(f"== study: {name}")
             run_fit(variant, run, verbose=verbose)
         histories[name] = read_history(run / "history.csv")
     results = summarize(histories, recipe)
-    (out / "study.json").write_text(json.dumps(results, indent=2))
-    (out / "study.md").write_text(markdown_table(results, recipe))
-    plot_study(histories, recipe, out / "study.png")
+    (out / "study.json").write_text(json.dumps({"budget": budget, "variants": results}, indent=2))
+    (out / "study.md").write_text(markdown_table(results, recipe, budget))
+    plot_study(histories, variants, out / "study.png")
     return results
 
 
@@ -67,7 +83,7 @@ def summarize(histories: dict, recipe: Recipe) -> dict:
     return results
 
 
-def markdown_table(results: dict, recipe: Recipe) -> str:
+def markdown_table(results: dict, recipe: Recipe, budget: str = "run") -> str:
     tasks = list(recipe.tasks)
     head = "| variant | " + " | ".join(f"{t} {_metric_key(recipe, t)[len(t) + 5:]} best / final (gap to single)" for t in tasks)
     lines = [head + " |", "|---" * (len(tasks) + 1) + "|"]
@@ -81,21 +97,29 @@ def markdown_table(results: dict, recipe: Recipe) -> str:
             gap = f" ({100 * (per_task[t]['best'] - single['best']):+.1f} pts)" if single and not name.startswith("single") else ""
             cells.append(f"{100 * per_task[t]['best']:.1f} / {100 * per_task[t]['final']:.1f}{gap}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    budget = f"{recipe.train.epochs} epochs x {recipe.train.steps_per_epoch or 'one pass'} steps, batch {recipe.data.batch_size}"
-    return "\n".join(lines) + f"\n\nValues in points (x100). Budget per run: {budget}.\n"
+    per_run = f"{recipe.train.epochs} epochs x {recipe.train.steps_per_epoch or 'one pass'} steps, batch {recipe.data.batch_size}"
+    if budget == "system":
+        per_run += f"; multitask runs x{len(tasks)} (budget 'system': the steps of the single-task set they replace)"
+    return "\n".join(lines) + f"\n\nValues in points (x100). Budget per run: {per_run}.\n"
 
 
-def plot_study(histories: dict, recipe: Recipe, path: Path) -> None:
-    """One panel per task: its validation metric per epoch for every variant that has it."""
+def plot_study(histories: dict, variants: dict[str, Recipe], path: Path) -> None:
+    """One panel per task: its validation metric for every variant that has it, against the
+    training images processed (against epochs when the recipe leaves steps_per_epoch open)."""
+    recipe = next(iter(variants.values()))
     tasks = list(recipe.tasks)
+    by_images = recipe.train.steps_per_epoch is not None
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         key = _metric_key(recipe, task)
         for name, history in histories.items():
             if key in history:
-                ax.plot(np.arange(1, len(history[key]) + 1), history[key], marker=".", label=name)
+                epochs = np.arange(1, len(history[key]) + 1)
+                train = variants[name].train
+                x = epochs * train.steps_per_epoch * variants[name].data.batch_size / 1000 if by_images else epochs
+                ax.plot(x, history[key], marker=".", label=name)
         ax.set_title(key.removeprefix("val_"))
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("training images processed (thousands)" if by_images else "epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()

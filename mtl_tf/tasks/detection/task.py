@@ -247,6 +247,22 @@ class DetectionTask(Task):
             "scores": prediction["scores"][index][:n][keep],
         }
 
+    records_file = "detections.json"
+
+    def prediction_records(self, labels, source, size):
+        """COCO-style results: image, category name, bbox [x, y, width, height] in pixels, score."""
+        h, w = size
+        return [
+            {
+                "image": source,
+                "category": self.classes[int(c)],
+                "bbox": [round(float(x0 * w), 2), round(float(y0 * h), 2),
+                         round(float((x1 - x0) * w), 2), round(float((y1 - y0) * h), 2)],
+                "score": round(float(s), 5),
+            }
+            for (y0, x0, y1, x1), c, s in zip(labels["boxes"], labels["box_classes"], labels["scores"])
+        ]
+
     def render(self, image, labels):
         from mtl_tf.report.render import draw_boxes
 
