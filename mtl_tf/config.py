@@ -57,7 +57,8 @@ class ModelConfig(Strict):
     )
     recompute: list[Literal["lower", "last_stage"]] = Field(
         default_factory=list,
-        description="backbone segments recomputed in the backward pass (gradient checkpointing)",
+        description="backbone parts trained with gradient checkpointing: each runs as ~sqrt(n) segments "
+        "cut between blocks, only the tensors between segments kept for the backward pass",
     )
 
 

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from mtl_tf.model.backbones import build_backbone
+from mtl_tf.model.checkpointing import CheckpointedModel
 from mtl_tf.model.layers import TapCopy
 from mtl_tf.tasks import build_tasks
 
@@ -110,21 +111,23 @@ class EngineGraph:
         self.tap_names = list(taps)
         self.trunk_model = keras.Model(image, [taps[k] for k in self.tap_names])
         self.recompute = {"lower": "lower" in recompute, "last_stage": "last_stage" in recompute}
+        lower, *last = trunk_layers
+        self.checkpointed = {"lower": CheckpointedModel(lower) if self.recompute["lower"] else None,
+                             "last_stage": CheckpointedModel(last[0]) if last and self.recompute["last_stage"] else None}
         self.branches = {name: keras.Model([taps[k] for k in self.tap_names], out) for name, out in outputs.items()}
         self.trunk_layers = trunk_layers
 
     def trunk(self, images, training: bool = True) -> list:
-        """The backbone taps (in `tap_names` order). Segments named in `recompute` run under
-        `tf.recompute_grad`: their inner activations are not kept for the backward pass but
-        recomputed from the segment's input (gradient checkpointing)."""
-        if not any(self.recompute.values()):
+        """The backbone taps (in `tap_names` order). Parts named in `recompute` run as
+        checkpointed segments (model/checkpointing.py): only the tensors between segments are
+        kept for the backward pass, the rest is recomputed one segment at a time."""
+        if not (training and any(self.recompute.values())):
             return self.trunk_model(images, training=training)
         lower, *last = self.trunk_layers
-        c3, c4 = _segment(lambda x: tuple(lower(x, training=training)[k] for k in ("C3", "C4")),
-                          self.recompute["lower"] and training)(images)
-        taps = [c3, c4]
+        features = (self.checkpointed["lower"] or lower)(images, training=training)
+        taps = [features["C3"], features["C4"]]
         if last:
-            taps.append(_segment(lambda x: last[0](x, training=training), self.recompute["last_stage"] and training)(c4))
+            taps.append((self.checkpointed["last_stage"] or last[0])(taps[1], training=training))
         return [tf.identity(t) for t in taps]  # as the TapCopy layers
 
     @property
@@ -138,7 +141,3 @@ class EngineGraph:
             name: [v for v in branch.trainable_variables if id(v) not in trunk_ids]
             for name, branch in self.branches.items()
         }
-
-
-def _segment(fn, recompute: bool):
-    return tf.recompute_grad(fn) if recompute else fn
