@@ -1,0 +1,135 @@
+"""The Android demo's model-contract core (android_demo/, plain Java) against the Python decoder.
+
+The Java classes the app uses to read metadata.json, encode the input, dequantize the outputs,
+decode SSD boxes, run per-class NMS and take the segmentation argmax are compiled with javac and
+run on a desktop JVM over the raw output tensors of LiteRT artifacts (float32 and full int8,
+no in-graph NMS); what they decode must equal mtl-tf's Predictor on the same artifacts.
+Skipped where no JDK is installed.
+"""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+JAVA_SOURCES = [ROOT / "android_demo" / "app" / "src" / "main" / "java" / "dev" / "mtltf" / "demo" / "core",
+                ROOT / "android_demo" / "core-test" / "src"]
+VARIANTS = ("float32", "int8")
+NUM_IMAGES = 3
+
+pytestmark = pytest.mark.skipif(not (shutil.which("javac") and shutil.which("java")), reason="needs a JDK (javac, java)")
+
+
+def _floats(path):
+    return np.fromfile(path, "<f4")
+
+
+def _java_detections(frame, task="detection"):
+    rows = [line.split() for line in (frame / "java_result.txt").read_text().splitlines()]
+    rows = [r[2:] for r in rows if r[0] == "det" and r[1] == task]
+    values = np.asarray(rows, np.float64).reshape(-1, 6)
+    return values[:, 2:].astype(np.float32), values[:, 1].astype(np.float32), values[:, 0].astype(int)
+
+
+@pytest.fixture(scope="module")
+def decoded(tiny_model, tmp_path_factory):
+    """{variant: (frame folders, Python predictions)}: artifacts exported, run in LiteRT, their raw
+    outputs dumped and decoded by the Java core (one JVM for everything)."""
+    from mtl_tf.export.job import Variant, export_variants
+    from mtl_tf.export.tflite import open_tflite
+    from mtl_tf.inference import dequantize, load_predictor
+
+    work = tmp_path_factory.mktemp("android_core")
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (NUM_IMAGES, *tiny_model.image_size, 3), dtype=np.uint8)
+    calibration = rng.integers(0, 256, (4, *tiny_model.image_size, 3), dtype=np.uint8)
+    paths = export_variants([Variant(v, v, tiny_model) for v in VARIANTS], work / "export", None,
+                            lambda: (c[None] for c in calibration), log=lambda _: None)
+    raw_detection = np.asarray(tiny_model(images, training=False)["detection"], np.float32)
+
+    command = ["java", "-cp", str(work / "classes"), "dev.mtltf.demo.coretest.DecodeHarness"]
+    out = {}
+    for variant, path in zip(VARIANTS, paths):
+        runner, _ = open_tflite(path)
+        details = runner.get_output_details()
+        frames = []
+        for i, image in enumerate(images):
+            frame = work / variant / str(i)
+            frame.mkdir(parents=True)
+            outputs = runner(image=image[None])
+            for name, value in outputs.items():
+                value.tofile(frame / f"{name}.bin")  # little endian on every machine LiteRT runs on here
+                dequantize(value, details[name]).astype("<f4").tofile(frame / f"py_dequant_{name}.bin")
+            image.tofile(frame / "image.rgb")
+            raw_detection[i].astype("<f4").tofile(frame / "raw_detection.bin")
+            frames.append(frame)
+        out[variant] = frames, load_predictor(path).predict(images)
+        command += ["--metadata", str(path.parent / "metadata.json"), *map(str, frames)]
+
+    sources = [str(p) for folder in JAVA_SOURCES for p in sorted(folder.rglob("*.java"))]
+    subprocess.run(["javac", "--release", "11", "-d", str(work / "classes"), *sources], check=True,
+                   capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_java_reads_inputs_and_outputs_like_python(decoded, variant):
+    frames, expected = decoded[variant]
+    for i, frame in enumerate(frames):
+        # Input tensor from ARGB pixels: the uint8 RGB image itself.
+        assert (frame / "java_input.bin").read_bytes() == (frame / "image.rgb").read_bytes()
+        # Dequantization with metadata.json's scale and zero point, bit for bit.
+        for py in frame.glob("py_dequant_*.bin"):
+            java = frame / py.name.replace("py_", "java_")
+            np.testing.assert_array_equal(_floats(java), _floats(py), err_msg=py.name)
+        # Segmentation: the argmax class map, pixel for pixel.
+        mask = np.fromfile(frame / "java_mask_segmentation.bin", np.uint8)
+        np.testing.assert_array_equal(mask, expected["segmentation"]["mask"][i].reshape(-1))
+
+
+def test_java_nms_equals_python_on_the_float_artifact(decoded):
+    frames, expected = decoded["float32"]
+    det = expected["detection"]
+    for i, frame in enumerate(frames):
+        n = int(det["num_detections"][i])
+        boxes, scores, classes = _java_detections(frame)
+        assert n > 0 and len(scores) == n
+        np.testing.assert_array_equal(classes, det["classes"][i][:n])
+        np.testing.assert_allclose(scores, det["scores"][i][:n], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(boxes, det["boxes"][i][:n], rtol=0, atol=1e-6)
+
+
+def test_java_nms_matches_python_on_the_int8_artifact(decoded):
+    """int8 scores take few distinct values, so many boxes tie; TensorFlow's NMS orders equal
+    scores arbitrarily (a heap), the Java core by anchor index. Same count and score list, and
+    nearly every detection found in the other's list."""
+    frames, expected = decoded["int8"]
+    det = expected["detection"]
+    matched = total = 0
+    for i, frame in enumerate(frames):
+        n = int(det["num_detections"][i])
+        boxes, scores, classes = _java_detections(frame)
+        assert n > 0 and len(scores) == n
+        np.testing.assert_allclose(np.sort(scores), np.sort(det["scores"][i][:n]), rtol=0, atol=1e-6)
+        for box, score, cls in zip(det["boxes"][i][:n], det["scores"][i][:n], det["classes"][i][:n]):
+            same = (np.abs(boxes - box).max(-1) < 1e-6) & (np.abs(scores - score) < 1e-6) & (classes == cls)
+            matched += bool(same.any())
+            total += 1
+    assert matched / total > 0.9, (matched, total)
+
+
+def test_java_ssd_decode_equals_the_decode_in_the_graph(decoded, tiny_model):
+    """The raw head output decoded in Java with metadata.json's anchors and box_variance gives the
+    artifact's detection_boxes / detection_scores (anchors are stored to 6 decimals)."""
+    frames, _ = decoded["float32"]
+    classes = len(tiny_model.tasks["detection"].classes)
+    for frame in frames:
+        np.testing.assert_allclose(_floats(frame / "java_raw_detection_boxes.bin"),
+                                   _floats(frame / "detection_boxes.bin"), rtol=0, atol=2e-5)
+        np.testing.assert_allclose(_floats(frame / "java_raw_detection_scores.bin").reshape(-1, classes),
+                                   _floats(frame / "detection_scores.bin").reshape(-1, classes), rtol=0, atol=2e-5)
