@@ -43,7 +43,14 @@ ClassNames = Annotated[list[str], Field(min_length=1), AfterValidator(_unique_na
 
 
 class BackboneConfig(Strict):
-    name: Literal["tiny", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large"] = "tiny"
+    name: Literal[
+        "tiny",
+        "resnet50",
+        "mobilenet_v3_small",
+        "mobilenet_v3_large",
+        "mobilenet_v3_small_minimalistic",
+        "mobilenet_v3_large_minimalistic",
+    ] = "tiny"
     weights: str | None = Field(
         None, description="'imagenet' (downloads), null (random init) or a path to a weights file"
     )

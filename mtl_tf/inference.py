@@ -128,7 +128,7 @@ def dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
 
 
 def _tflite_infer(path: Path, tasks):
-    from mtl_tf.export.tflite import open_tflite
+    from mtl_tf.export.litert import open_tflite
 
     try:
         runner, _ = open_tflite(path)

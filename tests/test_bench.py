@@ -170,6 +170,16 @@ def test_bench_measures_peak_rss_in_fresh_child_processes(tiny_bench):
         assert all(row["peak_rss_mb"] > baseline for row in rows.values()), runtime
 
 
+def test_tflite_memory_children_do_not_load_tensorflow():
+    """A LiteRT child importing TensorFlow would measure its ~600 MB, not the interpreter's."""
+    import subprocess
+    import sys
+
+    code = "import sys, mtl_tf.bench.memory, mtl_tf.bench.timing; assert 'tensorflow' not in sys.modules"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
 def test_bench_int8_artifacts_are_full_integer_builtin_only(tiny_bench):
     from ai_edge_litert.interpreter import Interpreter
 

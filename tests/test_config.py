@@ -108,3 +108,15 @@ def test_engine_keys_must_name_tasks():
     raw = _raw()
     raw["train"]["balance"] = {"method": "gradnrom"}
     assert "train.balance.method" in _error(raw)
+
+
+def test_detection_head_defaults_to_ssd_and_ssdlite_drops_l2_normalization():
+    raw = _raw()
+    assert recipe_from_dict(raw).tasks["detection"].head == "ssd"
+    assert recipe_from_dict(raw).tasks["detection"].l2_normalized_levels == 2
+    raw["tasks"]["detection"]["head"] = "ssdlite"
+    assert recipe_from_dict(raw).tasks["detection"].l2_normalized_levels == 0
+    raw["tasks"]["detection"]["l2_normalized_levels"] = 1  # an explicit value wins
+    assert recipe_from_dict(raw).tasks["detection"].l2_normalized_levels == 1
+    raw["tasks"]["detection"]["head"] = "yolo"
+    assert "tasks.detection.head" in _error(raw)

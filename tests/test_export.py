@@ -13,7 +13,7 @@ import tensorflow as tf
 import yaml
 from click.testing import CliRunner
 
-from conftest import ROOT, write_video
+from conftest import ROOT, tiny_task_configs, write_video
 from mtl_tf.cli import main
 
 PER_KIND = {"detection_boxes", "detection_scores", "segmentation_logits"}
@@ -217,6 +217,27 @@ def test_jetson_runner_runs_onnx_and_litert_on_a_video_without_tensorflow(export
     # the same float model through both runtimes: (nearly) the same masks
     for a, b in zip(summaries["onnxruntime"]["per_frame"], summaries["litert"]["per_frame"]):
         assert np.abs(np.subtract(a["segmentation"], b["segmentation"])).sum() <= 0.01 * 64 * 64
+
+
+def test_int8_edge_model_with_ssdlite_head_is_builtin_only_and_computes_in_int8(tmp_path):
+    """The edge variant (minimalistic MobileNetV3, SSDLite head) in full int8: builtin ops, every
+    conv and depthwise conv int8, no HARD_SWISH (XNNPACK has no int8 kernel for it)."""
+    from mtl_tf.export.tflite import builtin_only, export_tflite, tflite_ops
+    from mtl_tf.model.multitask import MultitaskModel
+
+    tasks = tiny_task_configs()
+    tasks["detection"].update(head="ssdlite", feature_levels=4)
+    model = MultitaskModel({"name": "mobilenet_v3_small_minimalistic"}, tasks, (64, 64))
+    images = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    path = export_tflite(model, tmp_path, "int8", lambda: (image[None] for image in images))
+    assert builtin_only(path) == []
+    ops = tflite_ops(path)
+    names = Counter(name for name, _ in ops)
+    assert names["DEPTHWISE_CONV_2D"] > 0 and "HARD_SWISH" not in names, names
+    assert names["MUL"] <= 1, names  # the input rescaling; squeeze-excite gates would add one per block
+    assert {dtype for name, dtype in ops if name in ("CONV_2D", "DEPTHWISE_CONV_2D")} == {"INT8"}
+    inputs, outputs = _signature(path)
+    assert inputs["image"]["dtype"] == np.uint8 and {d["dtype"] for d in outputs.values()} == {np.int8}
 
 
 def test_fake_quantized_model_follows_the_float_model(tiny_model):

@@ -18,7 +18,13 @@ def _expected_shapes(model, batch=None):
 
 @pytest.mark.parametrize(
     "backbone,size",
-    [("tiny", (64, 64)), ("resnet50", (96, 96)), ("mobilenet_v3_small", (96, 128)), ("mobilenet_v3_large", (96, 96))],
+    [
+        ("tiny", (64, 64)),
+        ("resnet50", (96, 96)),
+        ("mobilenet_v3_small", (96, 128)),
+        ("mobilenet_v3_large", (96, 96)),
+        ("mobilenet_v3_large_minimalistic", (64, 64)),
+    ],
 )
 def test_outputs_are_named_after_tasks_with_task_shapes(backbone, size):
     model = MultitaskModel({"name": backbone, "width": 8}, tiny_task_configs(), size)
@@ -33,6 +39,41 @@ def test_backbone_taps_have_the_contract_strides():
     assert tuple(backbone.last_stage().output.shape[1:3]) == (4, 4)
     # Reference taps of the ResNet-50 design: res3d, res4f, res5c.
     assert backbone.channels == {"C3": 512, "C4": 1024, "C5": 2048}
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small_minimalistic", "mobilenet_v3_large_minimalistic"])
+def test_minimalistic_mobilenets_tap_strides_8_16_32_without_hard_swish_or_squeeze_excite(name):
+    backbone = build_backbone(name, (64, 96))
+    shapes = {k: tuple(v.shape[1:3]) for k, v in backbone.lower.output.items()}
+    assert shapes == {"C3": (8, 12), "C4": (4, 6)}
+    assert tuple(backbone.last_stage().output.shape[1:3]) == (2, 3)
+    layers = [*backbone.lower.layers, *backbone.last_stage().layers]
+    assert not [layer.name for layer in layers if "squeeze_excite" in layer.name]
+    assert not [layer.name for layer in layers if isinstance(layer, keras.layers.Multiply)]  # SE / hard-swish gates
+    activations = {getattr(layer, "activation", None) for layer in layers if isinstance(layer, keras.layers.Activation)}
+    assert not {a for a in activations if "hard" in getattr(a, "__name__", "")}
+    # The taps are ReLU outputs (the C3/C4 taps of the hard-swish variant are its activations).
+    taps = [layer for layer in backbone.lower.layers if layer.output is backbone.lower.output["C3"]]
+    assert isinstance(taps[0], keras.layers.ReLU)
+
+
+def test_ssdlite_head_matches_the_ssd_head_output_and_anchors_with_fewer_macs():
+    from mtl_tf.bench.flops import count_macs
+
+    models = {}
+    for head in ("ssd", "ssdlite"):
+        tasks = tiny_task_configs()
+        tasks["detection"].update(head=head, feature_levels=5)
+        models[head] = MultitaskModel({"name": "tiny", "width": 8}, tasks, (64, 64))
+    ssd, lite = models["ssd"], models["ssdlite"]
+    assert lite.tasks["detection"].num_anchors == ssd.tasks["detection"].num_anchors
+    np.testing.assert_array_equal(lite.tasks["detection"].anchors, ssd.tasks["detection"].anchors)
+    out = {head: m(np.zeros((2, 64, 64, 3), np.uint8)) for head, m in models.items()}
+    assert {k: tuple(v.shape) for k, v in out["ssdlite"].items()} == {k: tuple(v.shape) for k, v in out["ssd"].items()}
+    assert tuple(out["ssdlite"]["detection"].shape) == _expected_shapes(lite, 2)["detection"]
+    names = [layer.name for layer in lite.layers]
+    assert any("dwconv" in n for n in names) and not any("l2norm" in n for n in names)  # ssdlite: no L2 norm
+    assert count_macs(lite) < count_macs(ssd)
 
 
 def test_forward_pass_gives_the_declared_shapes(tiny_model):

@@ -63,7 +63,8 @@ def own_peak_rss() -> int:
                 return int(line.split()[1]) * 1024  # kB
     except OSError:
         pass
-    
+    import resource
+
     scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, kilobytes elsewhere
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 

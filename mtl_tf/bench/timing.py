@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mtl_tf.export.tflite import zeros_call, open_tflite
+from mtl_tf.export.litert import open_tflite, zeros_call
 
 
 def percentiles(samples_ms, qs=(10, 50, 90)) -> dict:

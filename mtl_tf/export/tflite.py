@@ -12,6 +12,8 @@ from typing import Callable, Iterable
 import numpy as np
 import tensorflow as tf
 
+from mtl_tf.export.litert import open_tflite, zeros_call  # noqa: F401  (re-exported)
+
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 # Full-int8 artifacts take raw uint8 pixels (the model normalizes inside) and give int8 outputs,
 # each with its own scale and zero point (see metadata.json); NMS outputs stay float/int32.
@@ -87,34 +89,6 @@ def export_tflite(model, folder: Path, quantization: str = "float32", representa
     path = Path(folder) / "model.tflite"
     write_atomic(path, data)
     return path
-
-
-def open_tflite(path: Path, threads: int | None = None):
-    """(serving signature runner, delegate name) of a .tflite in LiteRT, prepared and run once.
-
-    LiteRT applies XNNPACK, its default CPU delegate. XNNPACK refuses some int8 graphs at prepare
-    time (e.g. tensors whose calibrated range is empty); those run on the builtin kernels, and
-    the delegate name says so.
-    """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    try:
-        runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner("serve")
-        zeros_call(runner)
-        return runner, "XNNPACK"
-    except RuntimeError as err:
-        if "XNNPACK" not in str(err):
-            raise
-    resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
-    runner = interpreter.get_signature_runner("serve")
-    zeros_call(runner)
-    return runner, "builtin kernels (XNNPACK failed to prepare)"
-
-
-def zeros_call(runner):
-    spec = runner.get_input_details()["image"]
-    return runner(image=np.zeros(spec["shape"], spec["dtype"]))
 
 
 def tflite_outputs(path: Path) -> dict:

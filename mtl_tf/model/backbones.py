@@ -46,12 +46,15 @@ class Backbone:
 
 
 def build_backbone(name: str, image_size: tuple[int, int], weights: str | None = None, width: int = 16) -> Backbone:
-    """Build a backbone by name: tiny | resnet50 | mobilenet_v3_small | mobilenet_v3_large."""
+    """Build a backbone by name: tiny | resnet50 | mobilenet_v3_small | mobilenet_v3_large |
+    mobilenet_v3_small_minimalistic | mobilenet_v3_large_minimalistic."""
     builders = {
         "tiny": lambda image: _tiny(image, width),
         "resnet50": lambda image: _resnet50(image, weights),
         "mobilenet_v3_small": lambda image: _mobilenet_v3(image, weights, large=False),
         "mobilenet_v3_large": lambda image: _mobilenet_v3(image, weights, large=True),
+        "mobilenet_v3_small_minimalistic": lambda image: _mobilenet_v3(image, weights, large=False, minimalistic=True),
+        "mobilenet_v3_large_minimalistic": lambda image: _mobilenet_v3(image, weights, large=True, minimalistic=True),
     }
     if name not in builders:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(builders)}")
@@ -98,9 +101,13 @@ def _resnet50(image, weights) -> dict:
     return {tap: net.get_layer(layer).output for tap, layer in _RESNET50_TAPS.items()}
 
 
-def _mobilenet_v3(image, weights, large: bool) -> dict:
+def _mobilenet_v3(image, weights, large: bool, minimalistic: bool = False) -> dict:
     """MobileNetV3 taps: the last activation at strides 8 and 16 (as SSDLite taps the expansion
-    of the next block), and the network's final feature map at stride 32."""
+    of the next block), and the network's final feature map at stride 32.
+
+    `minimalistic` (keras.applications' variant, ImageNet weights too): ReLU instead of
+    hard-swish, no squeeze-excite, 3x3 depthwise kernels only; for int8 edge runtimes, where
+    hard-swish and SE's hard-sigmoid/multiply often have no fast integer kernel (XNNPACK)."""
     x = ImageNormalization("raw", name="normalize")(image)
     cls = keras.applications.MobileNetV3Large if large else keras.applications.MobileNetV3Small
     net = cls(
@@ -108,6 +115,7 @@ def _mobilenet_v3(image, weights, large: bool) -> dict:
         weights="imagenet" if weights == "imagenet" else None,
         input_tensor=x,
         include_preprocessing=True,
+        minimalistic=minimalistic,
     )
     height = image.shape[1]
     taps = {}

@@ -74,11 +74,24 @@ class L2Normalization(keras.layers.Layer):
         return {**super().get_config(), "scale_init": self.scale_init}
 
 
-def conv_bn_relu(x, filters: int, kernel: int, strides: int = 1, name: str = "", relu: bool = True):
-    """Conv (no bias) + BatchNorm (+ ReLU), the building block of our own stages and heads."""
+def conv_bn_relu(
+    x, filters: int, kernel: int, strides: int = 1, name: str = "", relu: bool = True, relu_max: float | None = None
+):
+    """Conv (no bias) + BatchNorm (+ ReLU, capped at `relu_max` if given: ReLU6 with 6), the
+    building block of our own stages and heads."""
     x = keras.layers.Conv2D(filters, kernel, strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    return _bn_relu(x, name, relu, relu_max)
+
+
+def depthwise_bn_relu(x, kernel: int = 3, strides: int = 1, name: str = "", relu_max: float | None = 6.0):
+    """Depthwise conv (no bias) + BatchNorm + ReLU6 (MobileNetV2 / SSDLite)."""
+    x = keras.layers.DepthwiseConv2D(kernel, strides, padding="same", use_bias=False, name=f"{name}_dwconv")(x)
+    return _bn_relu(x, name, True, relu_max)
+
+
+def _bn_relu(x, name: str, relu: bool, relu_max: float | None):
     x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
-    return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
+    return keras.layers.ReLU(max_value=relu_max, name=f"{name}_relu")(x) if relu else x
 
 
 def residual_block(x, filters: int, strides: int, name: str, bottleneck: bool = False):

@@ -1,9 +1,9 @@
-"""The detection task: SSD head, anchor matching, multibox loss, decode + NMS, VOC mAP."""
+"""The detection task: SSD or SSDLite head, anchor matching, multibox loss, decode + NMS, VOC mAP."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import tensorflow as tf
@@ -22,9 +22,16 @@ from mtl_tf.tasks.detection.loss import ssd_loss
 class DetectionConfig(Strict):
     classes: ClassNames
     loss_weight: float = Field(1.0, ge=0)
+    head: Literal["ssd", "ssdlite"] = Field(
+        "ssd",
+        description="ssd: residual extra stages, 3x3 conv predictors; ssdlite: depthwise-separable "
+        "extra stages and predictors (MobileNet SSDLite)",
+    )
     feature_levels: int = Field(6, ge=3, le=8, description="C3, C4, C5 + extra downsampling stages")
     extra_channels: int = Field(128, ge=8)
-    l2_normalized_levels: int = Field(2, ge=0)
+    l2_normalized_levels: int | None = Field(
+        None, ge=0, description="levels L2-normalized before the predictors; default 2 (ssd), 0 (ssdlite)"
+    )
     min_scale: float = Field(0.1, gt=0, lt=1)
     max_scale: float = Field(0.9, gt=0, le=1)
     aspect_ratios: list[float] | list[list[float]] = Field(
@@ -42,6 +49,8 @@ class DetectionConfig(Strict):
     def _levels(self):
         if self.min_scale >= self.max_scale:
             raise ValueError(f"min_scale ({self.min_scale}) must be below max_scale ({self.max_scale})")
+        if self.l2_normalized_levels is None:
+            self.l2_normalized_levels = 2 if self.head == "ssd" else 0
         if self.l2_normalized_levels > self.feature_levels:
             raise ValueError("l2_normalized_levels cannot exceed feature_levels")
         ratios = self.aspect_ratios
@@ -145,6 +154,7 @@ class DetectionTask(Task):
             extra_channels=cfg.extra_channels,
             l2_normalized_levels=cfg.l2_normalized_levels,
             name=self.name,
+            head=cfg.head,
         )
 
     def loss(self, y_true, y_pred, sample_weight):
