@@ -8,8 +8,9 @@
   training batches,
 with BatchNorm frozen (inference statistics). Conv + BatchNorm pairs are left unquantized in the
 graph: the converter folds the BatchNorm into the kernel and quantizes the folded kernel itself;
-a fake-quant node on the unfolded kernel (or between conv and BatchNorm) defeats that folding and,
-measured here, cost 7.7 mIoU points after conversion. The fine-tuned model converts to full int8
+a fake-quant node on the unfolded kernel (or between conv and BatchNorm) defeats that folding
+(it measured 7.7 mIoU points worse, though before the average-pool fix below, which may account
+for part of it). The fine-tuned model converts to full int8
 like any other (the converter keeps the learned ranges and calibrates the other tensors).
 
 Every conv input needs a learned range: given a FakeQuant range on an average pool's input and a
@@ -26,6 +27,9 @@ import tensorflow as tf
 
 from mtl_tf.model.layers import L2Normalization
 from mtl_tf.model.multitask import MultitaskModel
+
+
+MIN_RANGE = 1e-3  # the narrowest activation range FakeQuant passes to the converter
 
 
 @keras.saving.register_keras_serializable(package="mtl_tf")
@@ -49,7 +53,10 @@ class FakeQuant(keras.layers.Layer):
             self.min.assign(m * self.min + (1 - m) * tf.minimum(low, 0.0))
             self.max.assign(m * self.max + (1 - m) * tf.maximum(high, 0.0))
             self.seen.assign(1.0)
-        return tf.quantization.fake_quant_with_min_max_vars(x, self.min, self.max, num_bits=8)
+        # An empty range (a tensor that was zero on every batch, e.g. behind dead ReLUs) would give
+        # the converter a zero scale, which LiteRT aborts on.
+        high = tf.maximum(self.max, self.min + MIN_RANGE)
+        return tf.quantization.fake_quant_with_min_max_vars(x, self.min, high, num_bits=8)
 
     def compute_output_shape(self, input_shape):
         return input_shape
