@@ -3,13 +3,21 @@
 `quantize_model` clones a multitask model with
 - the kernels of Conv2D layers that do not feed a BatchNorm fake-quantized per output channel
   (symmetric, narrow range: what the TFLite converter does to int8 kernels), and
-- `FakeQuant` layers after activations (ReLU, Add, resizing, L2 norm, convs without a
-  BatchNorm after them), whose min/max follow an exponential moving average of the training batches,
+- `FakeQuant` layers after activations (ReLU, Add, resizing, average pooling, L2 norm, convs
+  without a BatchNorm after them), whose min/max follow an exponential moving average of the
+  training batches,
 with BatchNorm frozen (inference statistics). Conv + BatchNorm pairs are left unquantized in the
 graph: the converter folds the BatchNorm into the kernel and quantizes the folded kernel itself;
-a fake-quant node on the unfolded kernel (or between conv and BatchNorm) defeats that folding and,
-measured here, cost 7.7 mIoU points after conversion. The fine-tuned model converts to full int8
+a fake-quant node on the unfolded kernel (or between conv and BatchNorm) defeats that folding
+(it measured 7.7 mIoU points worse, though before the average-pool fix below, which may account
+for part of it). The fine-tuned model converts to full int8
 like any other (the converter keeps the learned ranges and calibrates the other tensors).
+
+Every conv input needs a learned range: given a FakeQuant range on an average pool's input and a
+calibrated one on its output, the converter quantized the next conv's int32 bias with the
+calibrated scale, then gave the pool output its input's scale (int8 pooling keeps the scale), so
+the bias came out 7-44% off in LiteRT (`tflite.bias_scale_mismatches`); that, not training, cost
+the 8 mIoU points QAT int8 lost. Hence the FakeQuant after `AveragePooling2D`.
 """
 
 from __future__ import annotations
@@ -19,6 +27,9 @@ import tensorflow as tf
 
 from mtl_tf.model.layers import L2Normalization
 from mtl_tf.model.multitask import MultitaskModel
+
+
+MIN_RANGE = 1e-3  # the narrowest activation range FakeQuant passes to the converter
 
 
 @keras.saving.register_keras_serializable(package="mtl_tf")
@@ -42,7 +53,10 @@ class FakeQuant(keras.layers.Layer):
             self.min.assign(m * self.min + (1 - m) * tf.minimum(low, 0.0))
             self.max.assign(m * self.max + (1 - m) * tf.maximum(high, 0.0))
             self.seen.assign(1.0)
-        return tf.quantization.fake_quant_with_min_max_vars(x, self.min, self.max, num_bits=8)
+        # An empty range (a tensor that was zero on every batch, e.g. behind dead ReLUs) would give
+        # the converter a zero scale, which LiteRT aborts on.
+        high = tf.maximum(self.max, self.min + MIN_RANGE)
+        return tf.quantization.fake_quant_with_min_max_vars(x, self.min, high, num_bits=8)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -64,7 +78,10 @@ class QuantConv2D(keras.layers.Conv2D):
         return super().convolution_op(inputs, kernel)
 
 
-_QUANTIZED_OUTPUTS = (keras.layers.ReLU, keras.layers.Add, keras.layers.Resizing, L2Normalization)
+# Every tensor a conv reads must have one (see the module docstring on average pooling).
+_QUANTIZED_OUTPUTS = (
+    keras.layers.ReLU, keras.layers.Add, keras.layers.Resizing, keras.layers.AveragePooling2D, L2Normalization
+)
 
 
 def _feeding_batchnorm(model) -> set[str]:

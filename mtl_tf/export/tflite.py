@@ -138,3 +138,30 @@ def tflite_ops(path: Path) -> list[tuple[str, str]]:
         first = next((i for i in (op.inputs if op.inputs is not None else []) if i >= 0), None)
         ops.append((name, type_names[graph.tensors[first].type] if first is not None else "NONE"))
     return ops
+
+
+def bias_scale_mismatches(path: Path, tolerance: float = 0.05) -> list[str]:
+    """Names of the int8 convolutions whose int32 bias scale is not input scale x kernel scale
+    (within `tolerance`: the converter nudges ranges onto the int8 grid, a few 1/255ths).
+
+    LiteRT adds the bias as is, so a mismatch is a wrong bias. The converter makes one when it
+    quantizes the bias with a calibrated input range and then gives the input another range
+    (seen in QAT graphs: a FakeQuant-less average pool between two FakeQuant ranges).
+    """
+    schema, model = _read_model(path)
+    graph = model.subgraphs[0]
+    convs = {schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D,
+             schema.BuiltinOperator.FULLY_CONNECTED}
+    wrong = []
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        inputs = list(op.inputs) if op.inputs is not None else []
+        if max(code.builtinCode, code.deprecatedBuiltinCode) not in convs or len(inputs) < 3 or inputs[2] < 0:
+            continue
+        x, kernel, bias = (graph.tensors[i] for i in inputs[:3])
+        if any(t.quantization is None or t.quantization.scale is None for t in (x, kernel, bias)):
+            continue  # a float op
+        expected = np.asarray(kernel.quantization.scale) * x.quantization.scale[0]
+        if np.max(np.abs(np.asarray(bias.quantization.scale) / expected - 1)) > tolerance:
+            wrong.append(kernel.name.decode())
+    return wrong
