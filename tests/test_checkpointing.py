@@ -45,3 +45,15 @@ def test_checkpointed_model_gives_the_models_outputs_and_gradients():
         np.testing.assert_allclose(out_a[k].numpy(), out_b[k].numpy(), atol=1e-5)
     for a, b in zip(grads_a, grads_b):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_segments_hold_similar_shares_of_the_activations():
+    from mtl_tf.model.checkpointing import activation_sizes
+
+    lower = build_backbone("resnet50", (64, 64)).lower
+    checkpointed = CheckpointedModel(lower, segments=4)
+    shares = [activation_sizes(s).sum() for s in checkpointed.segments]
+    total = activation_sizes(graph_nodes(lower)).sum()
+    # ResNet's high-resolution first stages hold most activations per layer: short segments there
+    assert len(checkpointed.segments[0]) < len(checkpointed.segments[-1])
+    assert max(shares) < 0.45 * total  # vs 1.0 for one segment, 0.25 for a perfect split

@@ -67,6 +67,10 @@ def build_models(recipe: Recipe) -> dict:
     return models
 
 
+# Bumped whenever the conversion changes, so cached artifacts of an older conversion are not timed.
+ARTIFACT_FORMAT = 2  # 2: fixed batch-1 signature
+
+
 def artifact_folder(recipe: Recipe, out: Path, calibration: int) -> Path:
     """`out/artifacts-<hash of the model sections, input size, seed and calibration data>`."""
     import tensorflow as tf
@@ -80,6 +84,7 @@ def artifact_folder(recipe: Recipe, out: Path, calibration: int) -> Path:
         "seed": recipe.train.seed,
         "calibration": [calibration, [s.model_dump(mode="json") for s in recipe.data.val]],
         "versions": [mtl_tf.__version__, tf.__version__],
+        "artifact_format": ARTIFACT_FORMAT,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return Path(out) / f"artifacts-{digest}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import tree
 
@@ -46,12 +47,28 @@ def cut_points(model: keras.Model) -> dict[int, int]:
     return cuts
 
 
+def activation_sizes(nodes: list) -> np.ndarray:
+    """Elements per example of each node's outputs (what the backward pass would keep)."""
+    return np.array([sum(math.prod(d or 1 for d in t.shape[1:]) for t in n.outputs) for n in nodes], float)
+
+
+def balanced_cuts(nodes: list, cuts: list[int], segments: int) -> list[int]:
+    """Up to `segments - 1` of the valid `cuts`, chosen so that the segments hold about equal
+    shares of the activations (early high-resolution layers get short segments)."""
+    if segments < 2 or not cuts:
+        return []
+    cumulative = np.cumsum(activation_sizes(nodes))
+    at = cumulative[cuts]
+    targets = cumulative[-1] * np.arange(1, segments) / segments
+    return sorted({cuts[int(np.argmin(np.abs(at - t)))] for t in targets})
+
+
 class CheckpointedModel:
     """Calls a single-input functional `model` as about sqrt(n) segments, each under
     `tf.recompute_grad`, and returns its outputs in the model's own structure.
 
-    `segments` caps the count (default: ceil(sqrt(number of layer calls))); cuts are spread
-    evenly over the valid cut points.
+    `segments` caps the count (default: ceil(sqrt(number of layer calls))); the cuts balance
+    the activations held per segment (`balanced_cuts`).
     """
 
     def __init__(self, model: keras.Model, segments: int | None = None):
@@ -60,10 +77,7 @@ class CheckpointedModel:
         self.model = model
         nodes = graph_nodes(model)
         cuts = cut_points(model)
-        wanted = segments or math.ceil(math.sqrt(len(nodes)))
-        count = min(wanted - 1, len(cuts))
-        at = sorted(cuts)
-        chosen = sorted({at[round((k + 1) * len(at) / (count + 1)) - 1] for k in range(count)})
+        chosen = balanced_cuts(nodes, sorted(cuts), segments or math.ceil(math.sqrt(len(nodes))))
         bounds = [-1, *chosen, len(nodes) - 1]
         self.segments = [nodes[a + 1 : b + 1] for a, b in zip(bounds, bounds[1:])]
         self.carried = [id(model.inputs[0])] + [cuts[i] for i in chosen]  # each segment's input

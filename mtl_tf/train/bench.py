@@ -4,8 +4,10 @@
   recipe's engine settings), same weights, same batch, timed round-robin in one process
   (A, B, A, B, ...), medians; ratio engine / plain.
 - Recompute: one fresh process per setting (none, then each `model.recompute` choice) runs the
-  same engine training steps; peak resident memory (ru_maxrss) minus the resident memory before the
-  first step gives the training memory; step times are medians within each process.
+  same engine training steps; the training memory is TensorFlow's allocator peak over those steps
+  (`tf.config.experimental.get_memory_info`, GPU:0 when there is one, else CPU:0: activations,
+  gradients, weights and optimizer state), reset after a first step that builds the graph (not timed); the
+  process's peak RSS is reported beside it; step times are medians within each process.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import time
 
 import keras
 import numpy as np
-import psutil
 import tensorflow as tf
 from tqdm import tqdm
 
@@ -77,10 +78,14 @@ def memory_probe(recipe: Recipe, steps: int) -> dict:
     """Train `steps` engine steps in this process (recompute runs in the engine's step);
     training memory and median step time."""
     _, step = _trainer(recipe, engine=True)
-    baseline = psutil.Process().memory_info().rss
+    device = "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
+    _time(step, 1)  # builds the graph
+    tf.config.experimental.reset_memory_stats(device)
     times = [_time(step, 1) for _ in range(steps)]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    return {"train_mb": (peak - baseline) / 2**20, "peak_mb": peak / 2**20, "step_ms": 1000 * statistics.median(times[1:])}
+    peak = tf.config.experimental.get_memory_info(device)["peak"]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    return {"train_mb": peak / 2**20, "rss_peak_mb": rss / 2**20, "device": device,
+            "step_ms": 1000 * statistics.median(times)}
 
 
 def recompute_memory(recipe: Recipe, steps: int, choices=((), ("lower",), ("lower", "last_stage"))) -> dict:
@@ -107,8 +112,9 @@ def format_report(overhead: dict, memory: dict, device: str) -> str:
              f"-> engine/plain {overhead['ratio']:.2f}x (median of {overhead['rounds']} interleaved rounds "
              f"of {overhead['steps_per_round']} steps)"]
     for name, r in memory.items():
-        lines.append(f"recompute {name:>17}: training memory {r['train_mb']:7.1f} MB ({r['memory_ratio']:.2f}x), "
-                     f"step {r['step_ms']:.1f} ms ({r['time_ratio']:.2f}x)")
+        lines.append(f"recompute {name:>17}: training memory {r['train_mb']:7.1f} MB ({r['memory_ratio']:.2f}x, "
+                     f"{r['device']} allocator peak), step {r['step_ms']:.1f} ms ({r['time_ratio']:.2f}x), "
+                     f"process peak RSS {r['rss_peak_mb']:.0f} MB")
     return "\n".join(lines)
 
 
