@@ -109,3 +109,30 @@ def test_predict_step_decodes_every_task(tiny_model):
     assert det["boxes"].shape[:2] == det["scores"].shape == det["classes"].shape
     assert seg["mask"].shape == (2, 64, 64) and seg["mask"].dtype == np.uint8
     assert np.all((det["boxes"] >= 0) & (det["boxes"] <= 1))
+
+
+def test_segmentation_output_stride_gives_the_full_resolution_model_after_the_loss_upsample():
+    """At output_stride 4 the head's logits are 16x16 for a 64x64 input; the loss and the decoded
+    mask see them upsampled to 64x64, and the weights are the same as at stride 1."""
+    import tensorflow as tf
+
+    configs = tiny_task_configs()
+    strided_configs = {**configs, "segmentation": {**configs["segmentation"], "output_stride": 4}}
+    full = MultitaskModel({"name": "tiny", "width": 8}, configs, (64, 64))
+    strided = MultitaskModel({"name": "tiny", "width": 8}, strided_configs, (64, 64))
+    strided.set_weights(full.get_weights())  # a Resizing layer holds no weights
+    images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    raw_full, raw_strided = full(images)["segmentation"], strided(images)["segmentation"]
+    classes = len(configs["segmentation"]["classes"])
+    assert raw_strided.shape == (2, 16, 16, classes) and raw_full.shape == (2, 64, 64, classes)
+    mask = strided.postprocess({"detection": strided(images)["detection"], "segmentation": raw_strided})["segmentation"]["mask"]
+    assert mask.shape == (2, 64, 64)
+    task = strided.tasks["segmentation"]
+    labels = tf.constant(np.random.default_rng(1).integers(0, classes, (2, 64, 64)), tf.int32)
+    loss = float(task.loss(labels, raw_strided, tf.ones((2, 64, 64))))
+    reference = float(task.loss(labels, tf.image.resize(raw_strided, (64, 64)), tf.ones((2, 64, 64))))
+    assert abs(loss - reference) < 1e-6
+    # Two bilinear steps (C4 -> 16x16 -> 64x64) stay close to one (C4 -> 64x64).
+    agree = np.mean(np.argmax(raw_full, -1) == mask.numpy())
+    assert agree > 0.8, agree
+    assert task.export_parameters()["output_stride"] == 4

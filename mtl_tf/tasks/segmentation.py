@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import keras
 import numpy as np
@@ -21,17 +21,30 @@ _cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True, re
 class SegmentationConfig(Strict):
     classes: ClassNames
     loss_weight: float = Field(1.0, ge=0)
+    output_stride: Literal[1, 2, 4, 8] = Field(
+        1, description="the head's logits at 1/output_stride of the input size; the loss, the "
+        "evaluation and `predict` upsample them (bilinear) to the image, an exported model leaves "
+        "that to the app (upsampling the class map is far cheaper than 21-channel logits)",
+    )
 
 
-def build_fcn_head(features: dict, num_classes: int, image_size, name: str = "segmentation"):
+def build_fcn_head(features: dict, num_classes: int, image_size, name: str = "segmentation", output_stride: int = 1):
     """1x1 class scores on C5 and C4, C5's upsampled to C4's size and summed, then upsampled
-    bilinearly to the input size. Returns logits [B, H, W, num_classes]."""
+    bilinearly to the input size / output_stride. Returns logits [B, H/s, W/s, num_classes]."""
     c4, c5 = features["C4"], features["C5"]
     score5 = keras.layers.Conv2D(num_classes, 1, name=f"{name}_score5")(c5)
     score4 = keras.layers.Conv2D(num_classes, 1, name=f"{name}_score4")(c4)
     up5 = keras.layers.Resizing(*c4.shape[1:3], interpolation="bilinear", name=f"{name}_up2")(score5)
     fused = keras.layers.Add(name=f"{name}_skip")([up5, score4])
-    return keras.layers.Resizing(*image_size, interpolation="bilinear", name=f"{name}_upsample")(fused)
+    size = [side // output_stride for side in image_size]
+    return keras.layers.Resizing(*size, interpolation="bilinear", name=f"{name}_upsample")(fused)
+
+
+def full_resolution(logits, size):
+    """Logits [B, h, w, C] upsampled bilinearly to `size` (as the head does at output_stride 1)."""
+    if tuple(logits.shape[1:3]) == tuple(size):
+        return logits
+    return tf.image.resize(logits, size, method="bilinear")
 
 
 class SegmentationTask(Task):
@@ -78,26 +91,30 @@ class SegmentationTask(Task):
 
     # -- model side -------------------------------------------------------------------
     def build_head(self, features):
-        return build_fcn_head(features, len(self.classes), self.image_size, name=self.name)
+        return build_fcn_head(features, len(self.classes), self.image_size, name=self.name,
+                              output_stride=self.config.output_stride)
 
     def loss(self, y_true, y_pred, sample_weight):
         """Cross-entropy averaged over labelled pixels (per-pixel Keras sample weights)."""
         weights = tf.cast(sample_weight, tf.float32)
-        total = _cross_entropy(y_true, y_pred, sample_weight=weights)
+        total = _cross_entropy(y_true, full_resolution(y_pred, self.image_size), sample_weight=weights)
         return total / tf.maximum(tf.reduce_sum(weights), 1.0)
 
     def postprocess(self, raw):
-        return {"mask": tf.cast(tf.argmax(raw, axis=-1), tf.uint8)}
+        return {"mask": tf.cast(tf.argmax(full_resolution(raw, self.image_size), axis=-1), tf.uint8)}
 
     def export_outputs(self, raw, nms=False):
-        """Logits [B, H, W, C]; the app takes the argmax (no in-graph choice to make)."""
+        """Logits [B, H/s, W/s, C]; the app takes the argmax (and scales the class map to its
+        frame), no in-graph choice to make."""
         return {"logits": raw}
 
     def postprocess_exported(self, outputs):
         return self.postprocess(outputs["logits"])
 
     def export_parameters(self):
-        return {"postprocess": "argmax over the last axis of segmentation_logits"}
+        return {"postprocess": "argmax over the last axis of segmentation_logits, then the class map "
+                "scaled to the image (the logits are at 1/output_stride of the input size)",
+                "output_stride": self.config.output_stride}
 
     # -- evaluation and reports -------------------------------------------------------
     def evaluator(self):
