@@ -17,7 +17,7 @@ from conftest import ROOT
 
 JAVA_SOURCES = [ROOT / "android_demo" / "app" / "src" / "main" / "java" / "dev" / "mtltf" / "demo" / "core",
                 ROOT / "android_demo" / "core-test" / "src"]
-VARIANTS = ("float32", "int8")
+VARIANTS = {"float32": ("float32", False), "int8": ("int8", False), "float32_nms": ("float32", True)}
 NUM_IMAGES = 3
 
 pytestmark = pytest.mark.skipif(not (shutil.which("javac") and shutil.which("java")), reason="needs a JDK (javac, java)")
@@ -46,7 +46,7 @@ def decoded(tiny_model, tmp_path_factory):
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, (NUM_IMAGES, *tiny_model.image_size, 3), dtype=np.uint8)
     calibration = rng.integers(0, 256, (4, *tiny_model.image_size, 3), dtype=np.uint8)
-    paths = export_variants([Variant(v, v, tiny_model) for v in VARIANTS], work / "export", None,
+    paths = export_variants([Variant(v, q, tiny_model, nms) for v, (q, nms) in VARIANTS.items()], work / "export", None,
                             lambda: (c[None] for c in calibration), log=lambda _: None)
     raw_detection = np.asarray(tiny_model(images, training=False)["detection"], np.float32)
 
@@ -77,7 +77,7 @@ def decoded(tiny_model, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", list(VARIANTS))
 def test_java_reads_inputs_and_outputs_like_python(decoded, variant):
     frames, expected = decoded[variant]
     for i, frame in enumerate(frames):
@@ -92,8 +92,10 @@ def test_java_reads_inputs_and_outputs_like_python(decoded, variant):
         np.testing.assert_array_equal(mask, expected["segmentation"]["mask"][i].reshape(-1))
 
 
-def test_java_nms_equals_python_on_the_float_artifact(decoded):
-    frames, expected = decoded["float32"]
+@pytest.mark.parametrize("variant", ["float32", "float32_nms"])
+def test_java_detections_equal_python_on_float_artifacts(decoded, variant):
+    """NMS in the Java core (float32), or the in-graph NMS outputs read back (float32_nms)."""
+    frames, expected = decoded[variant]
     det = expected["detection"]
     for i, frame in enumerate(frames):
         n = int(det["num_detections"][i])
