@@ -7,6 +7,7 @@ import sys
 from collections import Counter
 
 import cv2
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -17,6 +18,8 @@ from conftest import ROOT, tiny_task_configs, write_video
 from mtl_tf.cli import main
 
 PER_KIND = {"detection_boxes", "detection_scores", "segmentation_logits"}
+# full-int8 artifacts leave box decoding to the app (it loses small objects their IoU in int8)
+PER_KIND_INT8 = {"detection_box_encodings", "detection_scores", "segmentation_logits"}
 WITH_NMS = {"detection_boxes", "detection_scores", "detection_classes", "detection_count", "segmentation_logits"}
 
 
@@ -84,15 +87,15 @@ def test_every_artifact_has_per_kind_outputs_described_by_its_metadata(exports, 
     model = load_predictor(tiny_run).model
     anchors = model.tasks["detection"].num_anchors
     expected_shapes = {"detection_boxes": [1, anchors, 4], "detection_scores": [1, anchors, 4],
-                       "segmentation_logits": [1, 64, 64, 5]}
+                       "segmentation_logits": [1, 64, 64, 5], "detection_box_encodings": [1, anchors, 4]}
     for variant in ["float32", "float16", "dynamic", "int8", "qat_int8", "onnx"]:
         folder = exports[0] / variant
         meta = json.loads((folder / "metadata.json").read_text())
         artifact = folder / meta["artifact"]
         read_back = onnx_outputs(artifact) if variant == "onnx" else tflite_outputs(artifact)
-        assert set(meta["outputs"]) == set(read_back) == PER_KIND, variant
-        assert meta["outputs"] == {k: {**v, "task": k.split("_")[0], "kind": k.split("_")[1]} for k, v in read_back.items()}
-        assert {k: v["shape"] for k, v in meta["outputs"].items()} == expected_shapes
+        assert set(meta["outputs"]) == set(read_back) == (PER_KIND_INT8 if "int8" in variant else PER_KIND), variant
+        assert meta["outputs"] == {k: {**v, "task": k.split("_")[0], "kind": k.split("_", 1)[1]} for k, v in read_back.items()}
+        assert {k: v["shape"] for k, v in meta["outputs"].items()} == {k: expected_shapes[k] for k in read_back}
         assert meta["input"]["shape"] == [1, 64, 64, 3] and meta["input"]["dtype"] == "uint8"
         assert meta["tasks"]["detection"]["classes"] == model.tasks["detection"].classes
         assert meta["tasks"]["segmentation"]["classes"] == model.tasks["segmentation"].classes
@@ -118,8 +121,10 @@ def test_int8_outputs_stay_close_to_the_float_model(exports, tiny_run, val_image
     keras_raw, int8_raw = keras_model.infer(val_images), int8.infer(val_images)
     keras_mask = np.argmax(keras_raw["segmentation"], -1)
     assert np.mean(np.argmax(int8_raw["segmentation"]["logits"], -1) == keras_mask) > 0.9
-    boxes, probs = keras_model.tasks["detection"].decode(keras_raw["detection"])
-    assert np.mean(np.abs(int8_raw["detection"]["boxes"] - boxes)) < 0.02
+    task = keras_model.tasks["detection"]
+    boxes, probs = task.decode(keras_raw["detection"])
+    # decoded in float from int8 encodings: well under the 1/255 step of an int8 [0, 1] box
+    assert np.mean(np.abs(task.decode_boxes(int8_raw["detection"]["box_encodings"]) - boxes)) < 0.002
     assert np.mean(np.abs(int8_raw["detection"]["scores"] - probs[..., 1:])) < 0.02
 
 
@@ -201,8 +206,9 @@ def test_jetson_runner_runs_onnx_and_litert_on_a_video_without_tensorflow(export
     write_video(tmp_path / "clip.mp4", frames=4)
     summaries = {}
     for backend, model in [("onnxruntime", nms_exports / "onnx_nms" / "model.onnx"),
-                           ("litert", exports[0] / "float32" / "model.tflite")]:
-        command = [sys.executable, str(ROOT / "export" / "jetson" / "run.py"), str(model), "--backend", backend,
+                           ("litert", exports[0] / "float32" / "model.tflite"),
+                           ("litert_int8", exports[0] / "int8" / "model.tflite")]:
+        command = [sys.executable, str(ROOT / "export" / "jetson" / "run.py"), str(model), "--backend", backend.split("_")[0],
                    "--source", str(tmp_path / "clip.mp4"), "--output", str(tmp_path / f"{backend}.mp4"),
                    "--headless", "--min-score", "0", "--json", str(tmp_path / f"{backend}.json")]
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
@@ -212,7 +218,7 @@ def test_jetson_runner_runs_onnx_and_litert_on_a_video_without_tensorflow(export
         assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
         assert (video.get(cv2.CAP_PROP_FRAME_WIDTH), video.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (96, 80)
     for backend, summary in summaries.items():
-        assert summary["backend"] == backend and summary["frames"] == 4 and not summary["tensorflow_loaded"]
+        assert summary["backend"] == backend.split("_")[0] and summary["frames"] == 4 and not summary["tensorflow_loaded"]
         assert all(frame["detection"] > 0 for frame in summary["per_frame"])
     # the same float model through both runtimes: (nearly) the same masks
     for a, b in zip(summaries["onnxruntime"]["per_frame"], summaries["litert"]["per_frame"]):
@@ -258,7 +264,7 @@ def test_fake_quantized_model_follows_the_float_model(tiny_model):
     assert not np.array_equal(got["segmentation"], ref["segmentation"])  # quantization did happen
 
 
-def test_converted_qat_model_matches_the_fake_quantized_model(tiny_model, tmp_path):
+def test_converted_qat_model_matches_the_fake_quantized_model(tmp_path):
     """The converter keeps the learned FakeQuant ranges: the int8 artifact computes what the
     fake-quantized Keras model computes, to a couple of quantization steps, with every int32
     bias at input scale x kernel scale (a wrong bias scale cost 8 mIoU points here once)."""
@@ -268,7 +274,11 @@ def test_converted_qat_model_matches_the_fake_quantized_model(tiny_model, tmp_pa
     from mtl_tf.export.serving import export_serving_model, serving_outputs
     from mtl_tf.export.tflite import bias_scale_mismatches, convert_tflite
 
-    qat = quantize_model(tiny_model)
+    from conftest import tiny_task_configs
+    from mtl_tf.model.multitask import MultitaskModel
+
+    keras.utils.set_random_seed(0)  # the same weights every run: the bounds below are in steps
+    qat = quantize_model(MultitaskModel({"name": "tiny", "width": 8}, tiny_task_configs(), (64, 64)))
     images = np.random.default_rng(1).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
     qat(images, training=True)  # the activation ranges
     saved = export_serving_model(qat, tmp_path / "saved_model")
@@ -281,7 +291,7 @@ def test_converted_qat_model_matches_the_fake_quantized_model(tiny_model, tmp_pa
         want = serving_outputs(qat, image[None])["segmentation_logits"].numpy()
         got = scale * (runner(image=image[None])["segmentation_logits"].astype(np.float32) - zero)
         assert np.mean(np.abs(got - want)) < 1.5 * scale
-        assert np.max(np.abs(got - want)) < 6 * scale
+        assert np.max(np.abs(got - want)) < 8 * scale  # rounding through the layers; the bias bug: ~10 on average
 
 
 def _copy_run(run, folder, max_drop):

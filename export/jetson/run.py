@@ -25,6 +25,7 @@ import numpy as np
 
 BACKENDS = ("tensorrt", "onnxruntime", "litert")
 SUFFIXES = {"tensorrt": (".engine", ".plan"), "onnxruntime": (".onnx",), "litert": (".tflite",)}
+MAX_LOG_SCALE = float(np.log(1000.0 / 16))  # as mtl_tf/tasks/detection/boxes.py
 
 
 # ------------------------------------------------------------------ backends
@@ -58,13 +59,29 @@ def find_model(path: Path, backend: str = "auto") -> tuple[Path, str]:
 
 
 class LiteRT:
+    """XNNPACK (LiteRT's default CPU delegate), else the builtin kernels: XNNPACK refuses some int8
+    graphs when preparing them (tensors whose calibrated range is empty)."""
+
     def __init__(self, path: Path, meta: dict, threads: int):
         try:
-            from ai_edge_litert.interpreter import Interpreter
+            from ai_edge_litert.interpreter import Interpreter, OpResolverType
         except ImportError:
-            from tflite_runtime.interpreter import Interpreter
-        self.runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner("serve")
+            from tflite_runtime.interpreter import Interpreter, OpResolverType
         self.meta = meta
+        self.runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner("serve")
+        try:
+            self._zeros_call()
+        except RuntimeError as err:
+            if "XNNPACK" not in str(err):
+                raise
+            builtin = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            interpreter = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=builtin)
+            self.runner = interpreter.get_signature_runner("serve")
+            print(f"{path.name}: XNNPACK failed to prepare; running on LiteRT's builtin kernels", file=sys.stderr)
+
+    def _zeros_call(self):
+        spec = self.runner.get_input_details()["image"]
+        self.runner(image=np.zeros(spec["shape"], spec["dtype"]))
 
     def __call__(self, image):
         return dequantize(self.runner(image=image), self.meta)
@@ -150,7 +167,8 @@ def detections(kinds: dict, params: dict, min_score: float):
         n = int(np.asarray(kinds["count"]).reshape(-1)[0])
         boxes, scores, classes = kinds["boxes"][:n], kinds["scores"][:n], kinds["classes"][:n].astype(int)
     else:  # decoded boxes and class scores: best class per box, then per-class NMS
-        boxes, class_scores = kinds["boxes"], kinds["scores"]
+        boxes = kinds["boxes"] if "boxes" in kinds else decode_boxes(kinds["box_encodings"], params)
+        class_scores = kinds["scores"]
         classes, scores = class_scores.argmax(-1), class_scores.max(-1)
         keep = scores > max(params["score_threshold"], min_score)
         boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
@@ -161,6 +179,16 @@ def detections(kinds: dict, params: dict, min_score: float):
         boxes, scores, classes = boxes[picked], scores[picked], classes[picked]
     keep = scores >= min_score
     return boxes[keep], scores[keep], classes[keep]
+
+
+def decode_boxes(encodings: np.ndarray, params: dict) -> np.ndarray:
+    """SSD box encodings [A, 4] (full-int8 artifacts leave decoding to the app) -> normalized yxyx
+    boxes, with metadata.json's anchors and box_variance (mtl_tf/tasks/detection/boxes.py)."""
+    anchors = np.asarray(params["anchors_cy_cx_h_w"], np.float32)
+    t = encodings.astype(np.float32) * np.asarray(params["box_variance"], np.float32)
+    cy, cx = t[:, 0] * anchors[:, 2] + anchors[:, 0], t[:, 1] * anchors[:, 3] + anchors[:, 1]
+    h, w = np.exp(np.minimum(t[:, 2:], MAX_LOG_SCALE)).T * anchors[:, 2:].T
+    return np.clip(np.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], -1), 0.0, 1.0)
 
 
 def colours(n: int) -> np.ndarray:
@@ -194,7 +222,7 @@ def analyse(outputs: dict, meta: dict, min_score: float) -> dict:
     for task, kinds in by_task(outputs, meta).items():
         if "logits" in kinds:
             results[task] = {"mask": kinds["logits"].argmax(-1)}
-        elif "boxes" in kinds:
+        elif "boxes" in kinds or "box_encodings" in kinds:
             results[task] = {"detections": detections(kinds, meta["tasks"][task], min_score)}
     return results
 

@@ -96,16 +96,16 @@ def write_variant(
 
 def export_variants(variants: list[Variant], out: Path, recipe: dict | None, representative=None,
                     check=None, log=print) -> list[Path]:
-    """Write every variant, sharing one SavedModel per (model, nms); returns the artifacts.
+    """Write every variant, sharing one SavedModel per (model, nms, full int8); returns the artifacts.
     A variant rejected by `check` does not stop the others; the rejections are raised at the end."""
     work = Path(tempfile.mkdtemp(prefix="mtl_tf_export_"))
     saved: dict = {}
     paths, rejected = [], []
     try:
         for variant in variants:
-            key = (id(variant.model), variant.nms)
+            key = (id(variant.model), variant.nms, variant.quantization == "int8")
             if key not in saved:
-                saved[key] = export_serving_model(variant.model, work / f"saved_model_{len(saved)}", variant.nms)
+                saved[key] = export_serving_model(variant.model, work / f"saved_model_{len(saved)}", *key[1:])
             try:
                 path = write_variant(variant, out, saved[key], recipe, representative, check)
             except VerificationError as err:

@@ -52,11 +52,11 @@ class FakeQuant(keras.layers.Layer):
             m = tf.where(self.seen > 0, self.momentum, 0.0)  # the first batch sets the range
             self.min.assign(m * self.min + (1 - m) * tf.minimum(low, 0.0))
             self.max.assign(m * self.max + (1 - m) * tf.maximum(high, 0.0))
+            # An empty range (a tensor zero on every batch, e.g. behind dead ReLUs) would give the
+            # converter a zero scale, which LiteRT aborts on.
+            self.max.assign(tf.maximum(self.max, self.min + MIN_RANGE))
             self.seen.assign(1.0)
-        # An empty range (a tensor that was zero on every batch, e.g. behind dead ReLUs) would give
-        # the converter a zero scale, which LiteRT aborts on.
-        high = tf.maximum(self.max, self.min + MIN_RANGE)
-        return tf.quantization.fake_quant_with_min_max_vars(x, self.min, high, num_bits=8)
+        return tf.quantization.fake_quant_with_min_max_vars(x, self.min, self.max, num_bits=8)
 
     def compute_output_shape(self, input_shape):
         return input_shape

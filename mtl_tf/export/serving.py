@@ -18,21 +18,22 @@ def output_name(task: str, kind: str) -> str:
     return f"{task}_{kind}"
 
 
-def serving_outputs(model, images, nms: bool = False) -> dict:
-    """{`<task>_<kind>`: tensor} of a multitask model on uint8 `images`."""
+def serving_outputs(model, images, nms: bool = False, integer: bool = False) -> dict:
+    """{`<task>_<kind>`: tensor} of a multitask model on uint8 `images`; `integer`: for a
+    full-int8 artifact (see `Task.export_outputs`)."""
     raw = model(images, training=False)
     outputs = {}
     for name, task in model.tasks.items():
-        for kind, tensor in task.export_outputs(raw[name], nms).items():
+        for kind, tensor in task.export_outputs(raw[name], nms, integer).items():
             outputs[output_name(name, kind)] = tensor
     return outputs
 
 
-def export_serving_model(model, folder: Path, nms: bool = False) -> Path:
+def export_serving_model(model, folder: Path, nms: bool = False, integer: bool = False) -> Path:
     """SavedModel with signature `serve`: image (uint8 [1, H, W, 3]) -> per-kind outputs."""
     archive = keras.export.ExportArchive()
     archive.track(model)
     spec = tf.TensorSpec([1, *model.image_size, 3], tf.uint8, name="image")
-    archive.add_endpoint("serve", lambda image: serving_outputs(model, image, nms), input_signature=[spec])
+    archive.add_endpoint("serve", lambda image: serving_outputs(model, image, nms, integer), input_signature=[spec])
     archive.write_out(str(folder), verbose=False)
     return Path(folder)

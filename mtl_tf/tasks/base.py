@@ -75,9 +75,11 @@ class Task:
         raise NotImplementedError
 
     # -- export -----------------------------------------------------------------------
-    def export_outputs(self, raw, nms: bool = False) -> dict[str, tf.Tensor]:
+    def export_outputs(self, raw, nms: bool = False, integer: bool = False) -> dict[str, tf.Tensor]:
         """The artifact's outputs of this task, one tensor per kind (so int8 scales stay sane),
-        keyed by kind; the artifact names them `<task>_<kind>`. `nms`: post-process in graph."""
+        keyed by kind; the artifact names them `<task>_<kind>`. `nms`: post-process in graph.
+        `integer`: the artifact computes in int8, so leave out of the graph what loses precision
+        there (the app does it in float from metadata.json)."""
         return {"raw": raw}
 
     def postprocess_exported(self, outputs: dict) -> dict[str, tf.Tensor]:

@@ -103,7 +103,7 @@ class SegmentationTask(Task):
     def postprocess(self, raw):
         return {"mask": tf.cast(tf.argmax(full_resolution(raw, self.image_size), axis=-1), tf.uint8)}
 
-    def export_outputs(self, raw, nms=False):
+    def export_outputs(self, raw, nms=False, integer=False):
         """Logits [B, H/s, W/s, C]; the app takes the argmax (and scales the class map to its
         frame), no in-graph choice to make."""
         return {"logits": raw}

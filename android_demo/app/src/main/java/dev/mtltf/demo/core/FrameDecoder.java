@@ -10,7 +10,8 @@ import java.util.Map;
 /**
  * One inference's output tensors -> per-task results, following metadata.json (the same steps as
  * export/jetson/run.py and mtl-tf's Predictor): dequantize, then per task by output kind:
- * "boxes" + "scores" (decoded in the graph) -> per-class NMS; "boxes", "scores", "classes",
+ * "boxes" + "scores" (decoded in the graph) -> per-class NMS; "box_encodings" + "scores" (full-int8
+ * artifacts) -> SSD decode in float, then per-class NMS; "boxes", "scores", "classes",
  * "count" (`--nms` exports) -> the first `count` rows; "raw" detector output -> SSD decode with the
  * anchors and box variance, then NMS; "logits" (or a raw [1, H, W, C] output) -> argmax mask.
  */
@@ -47,8 +48,10 @@ public final class FrameDecoder {
             Map<String, ModelMetadata.Output> kinds = meta.outputsOf(task.name);
             if (kinds.containsKey("count")) {
                 result.detections.put(task.name, nmsedInGraph(outputs, kinds));
-            } else if (kinds.containsKey("boxes") && kinds.containsKey("scores")) {
-                float[] boxes = need(outputs, kinds.get("boxes"));
+            } else if ((kinds.containsKey("boxes") || kinds.containsKey("box_encodings")) && kinds.containsKey("scores")) {
+                float[] boxes = kinds.containsKey("boxes") ? need(outputs, kinds.get("boxes"))
+                        : SsdDecoder.decodeBoxes(need(outputs, kinds.get("box_encodings")), 0, 4, task.anchors,
+                                task.boxVariance);
                 float[] scores = need(outputs, kinds.get("scores"));
                 result.detections.put(task.name, Nms.perClass(boxes, scores, task.classes.size(), task.nmsIou,
                         task.scoreThreshold, task.maxDetections));
