@@ -312,7 +312,7 @@ def test_verify_rejects_a_degraded_artifact_and_keeps_the_good_one(exports, tiny
     good = (out / "float32" / "model.tflite").read_bytes()
 
     # a degraded artifact: every pixel moved to the next class
-    monkeypatch.setattr(SegmentationTask, "export_outputs", lambda self, raw, nms=False: {"logits": tf.roll(raw, 1, -1)})
+    monkeypatch.setattr(SegmentationTask, "export_outputs", lambda self, raw, nms=False, integer=False: {"logits": tf.roll(raw, 1, -1)})
     result = _invoke("export", run, "--out", out, "--verify", code=1)
     assert "float32: rejected by --verify: segmentation miou dropped" in result.output
     assert (out / "float32.rejected" / "model.tflite").is_file()
