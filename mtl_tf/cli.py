@@ -300,7 +300,8 @@ def bench(recipe, json_path, runs, warmup, threads, runtimes, calibration, out, 
 
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(file_okay=False), help="Study folder (default: runs/<recipe name>-study).")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Study folder (default: runs/<recipe name>-study, -study-system for --budget system).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Override train.epochs (the budget of every run).")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), help="Override train.steps_per_epoch.")
 @click.option("--budget", type=click.Choice(["run", "system"]), default="run", show_default=True,
@@ -317,7 +318,7 @@ def study(recipe, out, epochs, steps_per_epoch, budget, overrides):
         config = load_recipe(recipe, overrides)
         from mtl_tf.train.study import run_study
 
-        folder = Path(out) if out else Path("runs") / f"{config.name}-study"
+        folder = Path(out) if out else Path("runs") / f"{config.name}-study{'-system' if budget == 'system' else ''}"
         run_study(config, folder, budget=budget, verbose=2)
     except _user_errors() as err:
         raise _UserError(str(err)) from None

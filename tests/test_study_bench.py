@@ -68,3 +68,10 @@ def test_bench_engine_command_end_to_end(tmp_path):
     numbers = json.loads((tmp_path / "b.json").read_text())
     assert numbers["overhead"]["ratio"] > 0 and set(numbers["recompute"]) == {"none", "lower", "lower+last_stage"}
     assert "engine/plain" in result.output and "recompute" in result.output
+
+
+def test_a_study_folder_of_another_budget_is_not_reused(tmp_path):
+    (tmp_path / "study.json").write_text(json.dumps({"budget": "run", "variants": {}}))
+    result = CliRunner().invoke(main, ["study", str(TINY_RECIPE), "--out", str(tmp_path), "--budget", "system"])
+    assert result.exit_code != 0 and "another budget" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "single_detection").exists()

@@ -23,7 +23,7 @@ import numpy as np
 
 from mtl_tf.config import Recipe, recipe_from_dict
 from mtl_tf.report.plots import plt, read_history
-from mtl_tf.train.fit import run_fit
+from mtl_tf.train.fit import RunFolderError, run_fit
 
 PLAIN_TRAIN = {"accumulate": {}, "lr_multipliers": {}, "plateau": None, "balance": {"method": "fixed"}}
 
@@ -49,6 +49,9 @@ def study_variants(recipe: Recipe, budget: str = "run") -> dict[str, Recipe]:
 
 def run_study(recipe: Recipe, out: Path, budget: str = "run", verbose="auto") -> dict:
     """Train every variant into out/<variant> (finished runs are reused) and write the report."""
+    previous = out / "study.json"
+    if previous.exists() and json.loads(previous.read_text()).get("budget", "run") != budget:
+        raise RunFolderError(f"{out} holds a study with another budget; its runs would be reused. Choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     histories = {}
     variants = study_variants(recipe, budget)
