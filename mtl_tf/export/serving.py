@@ -31,9 +31,17 @@ def serving_outputs(model, images, nms: bool = False, integer: bool = False) -> 
 
 def export_serving_model(model, folder: Path, nms: bool = False, integer: bool = False) -> Path:
     """SavedModel with signature `serve`: image (uint8 [1, H, W, 3]) -> per-kind outputs."""
+    return write_serve_signature(model, folder, lambda image: serving_outputs(model, image, nms, integer))
+
+
+def write_serve_signature(model, folder: Path, serve) -> Path:
+    """SavedModel of `model` with one signature `serve`: `serve(image)` on the model's input with
+    a fixed batch of 1, as on the device (with a dynamic batch every Reshape turns into SHAPE /
+    STRIDED_SLICE / PACK ops that XNNPACK does not take)."""
     archive = keras.export.ExportArchive()
     archive.track(model)
-    spec = tf.TensorSpec([1, *model.image_size, 3], tf.uint8, name="image")
-    archive.add_endpoint("serve", lambda image: serving_outputs(model, image, nms, integer), input_signature=[spec])
+    image = model.inputs[0]
+    spec = tf.TensorSpec([1, *image.shape[1:]], image.dtype, name="image")
+    archive.add_endpoint("serve", serve, input_signature=[spec])
     archive.write_out(str(folder), verbose=False)
     return Path(folder)

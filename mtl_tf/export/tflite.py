@@ -8,7 +8,6 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -26,15 +25,10 @@ class ExportError(RuntimeError):
 
 def export_saved_model(model, folder: Path) -> Path:
     """The model's inference graph as a SavedModel (signature `serve`: image [1, H, W, 3] -> the
-    model's outputs). A fixed batch of 1, as on the device: with a dynamic batch every Reshape
-    turns into SHAPE / STRIDED_SLICE / PACK ops that XNNPACK does not take."""
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    image = model.inputs[0]
-    spec = tf.TensorSpec([1, *image.shape[1:]], image.dtype, name="image")
-    archive.add_endpoint("serve", lambda x: model(x, training=False), input_signature=[spec])
-    archive.write_out(str(folder), verbose=False)
-    return folder
+    model's own outputs)."""
+    from mtl_tf.export.serving import write_serve_signature
+
+    return write_serve_signature(model, folder, lambda image: model(image, training=False))
 
 
 def convert_tflite(
