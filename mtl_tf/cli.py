@@ -135,7 +135,9 @@ def predict(model, inputs, out, split, recipe, min_score):
 @main.command()
 @click.argument("run", metavar="RUN_OR_MODEL", type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), help="Export folder (default: <run>/export).")
-@click.option("--int8", is_flag=True, help="Also full int8 (uint8 input, int8 outputs), calibrated on val images.")
+@click.option("--int8", is_flag=True, help="Also full int8 (integer input, int8 outputs), calibrated on val images.")
+@click.option("--int8-input", type=click.Choice(["uint8", "int8"]), default="uint8", show_default=True,
+              help="Image input of the full-int8 artifacts (--int8, --qat): uint8 pixels, or int8 pixel - 128.")
 @click.option("--fp16", is_flag=True, help="Also float16 weights.")
 @click.option("--dynamic", is_flag=True, help="Also dynamic-range (int8 weights, float activations).")
 @click.option("--qat", "qat_epochs", type=click.IntRange(min=1), default=None, metavar="EPOCHS",
@@ -147,7 +149,7 @@ def predict(model, inputs, out, split, recipe, min_score):
               help="int8 calibration images from val (default: the recipe's export.calibration_images).")
 @click.option("--verify", is_flag=True,
               help="Evaluate every TFLite artifact with LiteRT on val; exit 1 when a drop exceeds export.max_drop.")
-def export(run, out, int8, fp16, dynamic, qat_epochs, onnx, nms, calibration_images, verify):
+def export(run, out, int8, int8_input, fp16, dynamic, qat_epochs, onnx, nms, calibration_images, verify):
     """Export a trained model: TFLite (builtin ops only), ONNX, each with its metadata.json."""
     try:
         from mtl_tf.export.job import run_export
@@ -159,7 +161,7 @@ def export(run, out, int8, fp16, dynamic, qat_epochs, onnx, nms, calibration_ima
         folder = Path(out) if out else predictor.path.parent / "export"
         quantizations = ["float32"] + [q for q, on in [("float16", fp16), ("dynamic", dynamic), ("int8", int8)] if on]
         run_export(predictor.model, predictor.recipe, folder, quantizations, nms, onnx, qat_epochs or 0,
-                   calibration_images, verify, log=click.echo)
+                   calibration_images, verify, log=click.echo, int8_input=int8_input)
     except _user_errors() as err:
         raise _UserError(str(err)) from None
     except Exception as err:  # noqa: BLE001  (re-raised unless it hides a DataError)

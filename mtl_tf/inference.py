@@ -127,6 +127,18 @@ def dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
     return scale * (value.astype(np.float32) - zero_point)
 
 
+def quantize_input(images: np.ndarray, detail: dict) -> np.ndarray:
+    """uint8 pixels as an artifact's image input: q = round(pixel / scale) + zero_point for a
+    quantized input (an int8 input with scale 1, zero point -128 takes pixel - 128)."""
+    scale, zero_point = detail["quantization"]
+    dtype = np.dtype(detail["dtype"])
+    if scale == 0:
+        return np.ascontiguousarray(images, dtype)
+    info = np.iinfo(dtype)
+    q = np.round(np.asarray(images, np.float32) / scale) + zero_point
+    return np.ascontiguousarray(np.clip(q, info.min, info.max), dtype)
+
+
 def _tflite_infer(path: Path, tasks):
     from mtl_tf.export.litert import open_tflite
 
@@ -134,11 +146,11 @@ def _tflite_infer(path: Path, tasks):
         runner, _ = open_tflite(path)
     except Exception as err:
         raise ModelLoadError(f"{path}: cannot open with LiteRT: {err}") from None
-    details = runner.get_output_details()
-    fixed_batch = runner.get_input_details()["image"]["shape_signature"][0] == 1
+    details, image = runner.get_output_details(), runner.get_input_details()["image"]
+    fixed_batch = image["shape_signature"][0] == 1
 
     def run(images):
-        out = runner(image=np.ascontiguousarray(images, np.uint8))
+        out = runner(image=quantize_input(images, image))
         return {k: dequantize(v, details[k]) for k, v in out.items()}
 
     return _batched_infer(run, fixed_batch, tasks)

@@ -2,8 +2,8 @@
 
 The Java classes the app uses to read metadata.json, encode the input, dequantize the outputs,
 decode SSD boxes, run per-class NMS and take the segmentation argmax are compiled with javac and
-run on a desktop JVM over the raw output tensors of LiteRT artifacts (float32 and full int8,
-no in-graph NMS); what they decode must equal mtl-tf's Predictor on the same artifacts.
+run on a desktop JVM over the raw output tensors of LiteRT artifacts (float32, full int8 with
+uint8 and int8 inputs, in-graph NMS); what they decode must equal mtl-tf's Predictor on the same artifacts.
 Skipped where no JDK is installed.
 """
 
@@ -17,7 +17,9 @@ from conftest import ROOT
 
 JAVA_SOURCES = [ROOT / "android_demo" / "app" / "src" / "main" / "java" / "dev" / "mtltf" / "demo" / "core",
                 ROOT / "android_demo" / "core-test" / "src"]
-VARIANTS = {"float32": ("float32", False), "int8": ("int8", False), "float32_nms": ("float32", True)}
+# name: (quantization, NMS in the graph, image input type)
+VARIANTS = {"float32": ("float32", False, "uint8"), "int8": ("int8", False, "uint8"),
+            "int8_input_int8": ("int8", False, "int8"), "float32_nms": ("float32", True, "uint8")}
 NUM_IMAGES = 3
 
 pytestmark = pytest.mark.skipif(not (shutil.which("javac") and shutil.which("java")), reason="needs a JDK (javac, java)")
@@ -40,13 +42,14 @@ def decoded(tiny_model, tmp_path_factory):
     outputs dumped and decoded by the Java core (one JVM for everything)."""
     from mtl_tf.export.job import Variant, export_variants
     from mtl_tf.export.tflite import open_tflite
-    from mtl_tf.inference import dequantize, load_predictor
+    from mtl_tf.inference import dequantize, load_predictor, quantize_input
 
     work = tmp_path_factory.mktemp("android_core")
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, (NUM_IMAGES, *tiny_model.image_size, 3), dtype=np.uint8)
     calibration = rng.integers(0, 256, (4, *tiny_model.image_size, 3), dtype=np.uint8)
-    paths = export_variants([Variant(v, q, tiny_model, nms) for v, (q, nms) in VARIANTS.items()], work / "export", None,
+    variants = [Variant(v, q, tiny_model, nms, input_type=t) for v, (q, nms, t) in VARIANTS.items()]
+    paths = export_variants(variants, work / "export", None,
                             lambda: (c[None] for c in calibration), log=lambda _: None)
     raw_detection = np.asarray(tiny_model(images, training=False)["detection"], np.float32)
 
@@ -54,12 +57,14 @@ def decoded(tiny_model, tmp_path_factory):
     out = {}
     for variant, path in zip(VARIANTS, paths):
         runner, _ = open_tflite(path)
-        details = runner.get_output_details()
+        details, image_detail = runner.get_output_details(), runner.get_input_details()["image"]
         frames = []
         for i, image in enumerate(images):
             frame = work / variant / str(i)
             frame.mkdir(parents=True)
-            outputs = runner(image=image[None])
+            fed = quantize_input(image[None], image_detail)
+            fed.tofile(frame / "py_input.bin")
+            outputs = runner(image=fed)
             for name, value in outputs.items():
                 value.tofile(frame / f"{name}.bin")  # little endian on every machine LiteRT runs on here
                 dequantize(value, details[name]).astype("<f4").tofile(frame / f"py_dequant_{name}.bin")
@@ -81,8 +86,10 @@ def decoded(tiny_model, tmp_path_factory):
 def test_java_reads_inputs_and_outputs_like_python(decoded, variant):
     frames, expected = decoded[variant]
     for i, frame in enumerate(frames):
-        # Input tensor from ARGB pixels: the uint8 RGB image itself.
-        assert (frame / "java_input.bin").read_bytes() == (frame / "image.rgb").read_bytes()
+        # Input tensor from ARGB pixels: what Python feeds (uint8: the RGB image; int8: pixel - 128).
+        assert (frame / "java_input.bin").read_bytes() == (frame / "py_input.bin").read_bytes()
+        if VARIANTS[variant][2] == "uint8":
+            assert (frame / "py_input.bin").read_bytes() == (frame / "image.rgb").read_bytes()
         # Dequantization with metadata.json's scale and zero point, bit for bit.
         for py in frame.glob("py_dequant_*.bin"):
             java = frame / py.name.replace("py_", "java_")
@@ -106,11 +113,12 @@ def test_java_detections_equal_python_on_float_artifacts(decoded, variant):
         np.testing.assert_allclose(boxes, det["boxes"][i][:n], rtol=0, atol=1e-6)
 
 
-def test_java_nms_matches_python_on_the_int8_artifact(decoded):
+@pytest.mark.parametrize("variant", ["int8", "int8_input_int8"])
+def test_java_nms_matches_python_on_the_int8_artifact(decoded, variant):
     """int8 scores take few distinct values, so many boxes tie; TensorFlow's NMS orders equal
     scores arbitrarily (a heap), the Java core by anchor index. Same count and score list, and
     nearly every detection found in the other's list."""
-    frames, expected = decoded["int8"]
+    frames, expected = decoded[variant]
     det = expected["detection"]
     matched = total = 0
     for i, frame in enumerate(frames):

@@ -41,6 +41,15 @@ def exports(tiny_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def int8_input_export(tiny_run, tmp_path_factory):
+    """The int8 artifact again, with an int8 image input (same calibration images)."""
+    out = tmp_path_factory.mktemp("int8_input")
+    with pytest.warns(UserWarning, match="calibration on 8 validation images"):
+        _invoke("export", tiny_run, "--out", out, "--int8", "--int8-input", "int8", "--calibration", "8")
+    return out / "int8"
+
+
+@pytest.fixture(scope="module")
 def nms_exports(tiny_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("nms_exports")
     _invoke("export", tiny_run, "--out", out, "--nms", "--onnx")
@@ -81,7 +90,7 @@ def test_int8_artifacts_are_builtin_only_and_compute_in_int8(exports, variant):
 
 def test_every_artifact_has_per_kind_outputs_described_by_its_metadata(exports, tiny_run):
     from mtl_tf.export.onnx import onnx_outputs
-    from mtl_tf.export.tflite import tflite_outputs
+    from mtl_tf.export.tflite import tflite_signature
     from mtl_tf.inference import load_predictor
 
     model = load_predictor(tiny_run).model
@@ -92,11 +101,13 @@ def test_every_artifact_has_per_kind_outputs_described_by_its_metadata(exports, 
         folder = exports[0] / variant
         meta = json.loads((folder / "metadata.json").read_text())
         artifact = folder / meta["artifact"]
-        read_back = onnx_outputs(artifact) if variant == "onnx" else tflite_outputs(artifact)
+        read_back = onnx_outputs(artifact) if variant == "onnx" else tflite_signature(artifact)[1]
         assert set(meta["outputs"]) == set(read_back) == (PER_KIND_INT8 if "int8" in variant else PER_KIND), variant
         assert meta["outputs"] == {k: {**v, "task": k.split("_")[0], "kind": k.split("_", 1)[1]} for k, v in read_back.items()}
         assert {k: v["shape"] for k, v in meta["outputs"].items()} == {k: expected_shapes[k] for k in read_back}
         assert meta["input"]["shape"] == [1, 64, 64, 3] and meta["input"]["dtype"] == "uint8"
+        if "int8" in variant:  # the raw pixel, pinned to scale 1 when converted
+            assert meta["input"]["quantization"] == {"scale": 1.0, "zero_point": 0}
         assert meta["tasks"]["detection"]["classes"] == model.tasks["detection"].classes
         assert meta["tasks"]["segmentation"]["classes"] == model.tasks["segmentation"].classes
         np.testing.assert_allclose(meta["tasks"]["detection"]["anchors_cy_cx_h_w"], model.tasks["detection"].anchors, atol=1e-6)
@@ -126,6 +137,28 @@ def test_int8_outputs_stay_close_to_the_float_model(exports, tiny_run, val_image
     # decoded in float from int8 encodings: well under the 1/255 step of an int8 [0, 1] box
     assert np.mean(np.abs(task.decode_boxes(int8_raw["detection"]["box_encodings"]) - boxes)) < 0.002
     assert np.mean(np.abs(int8_raw["detection"]["scores"] - probs[..., 1:])) < 0.02
+
+
+def test_int8_input_artifact_takes_pixel_minus_128_and_computes_the_same(exports, int8_input_export, val_images):
+    """--int8-input int8: input int8 with scale 1, zero point -128 and no op converting it; the
+    graph and its outputs are those of the uint8-input artifact, bit for bit."""
+    from mtl_tf.export.tflite import tflite_ops
+    from mtl_tf.inference import load_predictor, quantize_input
+
+    path = int8_input_export / "model.tflite"
+    meta = json.loads((int8_input_export / "metadata.json").read_text())
+    assert meta["input"]["dtype"] == "int8" and meta["input"]["quantization"] == {"scale": 1.0, "zero_point": -128}
+    inputs, _ = _signature(path)
+    fed = quantize_input(val_images[:1], inputs["image"])
+    np.testing.assert_array_equal(fed.astype(int), val_images[:1].astype(int) - 128)
+    ops = [name for name, _ in tflite_ops(path)]
+    uint8_ops = [name for name, _ in tflite_ops(exports[0] / "int8" / "model.tflite")]
+    assert "QUANTIZE" not in ops and "CAST" not in ops
+    assert uint8_ops == ["QUANTIZE"] + ops  # uint8 -> int8 requantize, the only difference
+    got, want = load_predictor(path).infer(val_images), load_predictor(exports[0] / "int8" / "model.tflite").infer(val_images)
+    for task in want:
+        for kind in want[task]:
+            np.testing.assert_array_equal(got[task][kind], want[task][kind], err_msg=f"{task} {kind}")
 
 
 def test_verify_reports_deltas_and_accepts_within_the_thresholds(exports):
@@ -202,12 +235,14 @@ def test_onnx_runs_in_onnxruntime_and_matches_keras(exports, nms_exports, tiny_r
     np.testing.assert_allclose(out["detection_scores"][0][:n], expected["scores"][0][:n], atol=1e-4)
 
 
-def test_jetson_runner_runs_onnx_and_litert_on_a_video_without_tensorflow(exports, nms_exports, tmp_path):
+def test_jetson_runner_runs_onnx_and_litert_on_a_video_without_tensorflow(exports, nms_exports, int8_input_export,
+                                                                        tmp_path):
     write_video(tmp_path / "clip.mp4", frames=4)
     summaries = {}
     for backend, model in [("onnxruntime", nms_exports / "onnx_nms" / "model.onnx"),
                            ("litert", exports[0] / "float32" / "model.tflite"),
-                           ("litert_int8", exports[0] / "int8" / "model.tflite")]:
+                           ("litert_int8", exports[0] / "int8" / "model.tflite"),
+                           ("litert_int8input", int8_input_export / "model.tflite")]:
         command = [sys.executable, str(ROOT / "export" / "jetson" / "run.py"), str(model), "--backend", backend.split("_")[0],
                    "--source", str(tmp_path / "clip.mp4"), "--output", str(tmp_path / f"{backend}.mp4"),
                    "--headless", "--min-score", "0", "--json", str(tmp_path / f"{backend}.json")]
@@ -220,6 +255,9 @@ def test_jetson_runner_runs_onnx_and_litert_on_a_video_without_tensorflow(export
     for backend, summary in summaries.items():
         assert summary["backend"] == backend.split("_")[0] and summary["frames"] == 4 and not summary["tensorflow_loaded"]
         assert all(frame["detection"] > 0 for frame in summary["per_frame"])
+    # the int8 model fed pixel - 128 (metadata.json's input quantization): the same frames
+    for a, b in zip(summaries["litert_int8"]["per_frame"], summaries["litert_int8input"]["per_frame"]):
+        assert {k: v for k, v in a.items() if k != "ms"} == {k: v for k, v in b.items() if k != "ms"}
     # the same float model through both runtimes: (nearly) the same masks
     for a, b in zip(summaries["onnxruntime"]["per_frame"], summaries["litert"]["per_frame"]):
         assert np.abs(np.subtract(a["segmentation"], b["segmentation"])).sum() <= 0.01 * 64 * 64
@@ -281,7 +319,7 @@ def test_converted_qat_model_matches_the_fake_quantized_model(tmp_path):
     qat = quantize_model(MultitaskModel({"name": "tiny", "width": 8}, tiny_task_configs(), (64, 64)))
     images = np.random.default_rng(1).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
     qat(images, training=True)  # the activation ranges
-    saved = export_serving_model(qat, tmp_path / "saved_model")
+    saved = export_serving_model(qat, tmp_path / "saved_model", integer=True)
     path = tmp_path / "model.tflite"
     path.write_bytes(convert_tflite(saved, "int8", lambda: (image[None] for image in images)))
     assert bias_scale_mismatches(path) == []

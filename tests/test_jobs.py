@@ -43,14 +43,14 @@ def test_evaluate_json_has_the_documented_keys_as_fractions(tiny_run, tmp_path):
 
 
 def test_float_tflite_export_is_builtin_only_with_matching_metadata(tiny_run, float_export):
-    from mtl_tf.export.tflite import builtin_only, tflite_outputs
+    from mtl_tf.export.tflite import builtin_only, tflite_signature
 
     artifact = float_export / "model.tflite"
     assert builtin_only(artifact) == []
     meta = json.loads((float_export / "metadata.json").read_text())
     assert meta["input"]["shape"] == [1, 64, 64, 3] and meta["input"]["dtype"] == "uint8"
     names = {"detection_boxes", "detection_scores", "segmentation_logits"}
-    assert set(meta["outputs"]) == names == set(tflite_outputs(artifact))
+    assert set(meta["outputs"]) == names == set(tflite_signature(artifact)[1])
     assert meta["tasks"]["segmentation"]["classes"] == ["ground", "road", "building", "water", "vegetation"]
     assert len(meta["tasks"]["detection"]["anchors_cy_cx_h_w"]) == meta["outputs"]["detection_boxes"]["shape"][1]
 

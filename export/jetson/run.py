@@ -84,7 +84,7 @@ class LiteRT:
         self.runner(image=np.zeros(spec["shape"], spec["dtype"]))
 
     def __call__(self, image):
-        return dequantize(self.runner(image=image), self.meta)
+        return dequantize(self.runner(image=quantize_input(image, self.meta)), self.meta)
 
 
 class OnnxRuntime:
@@ -138,6 +138,19 @@ class TensorRT:
 
 
 RUNNERS = {"tensorrt": TensorRT, "onnxruntime": OnnxRuntime, "litert": LiteRT}
+
+
+def quantize_input(image: np.ndarray, meta: dict) -> np.ndarray:
+    """uint8 pixels as the artifact's input: q = round(pixel / scale) + zero_point when
+    metadata.json gives the input a quantization (int8 input: pixel - 128)."""
+    spec = meta["input"]
+    q = spec.get("quantization", {})
+    if not q.get("scale"):
+        return image
+    dtype = np.dtype(spec["dtype"])
+    info = np.iinfo(dtype)
+    value = np.round(image.astype(np.float32) / q["scale"]) + q["zero_point"]
+    return np.clip(value, info.min, info.max).astype(dtype)
 
 
 def dequantize(outputs: dict, meta: dict) -> dict:

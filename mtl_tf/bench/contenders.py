@@ -51,6 +51,7 @@ def build_models(recipe: Recipe) -> dict:
     import keras
 
     from mtl_tf.model.backbones import build_backbone
+    from mtl_tf.model.layers import image_input
     from mtl_tf.model.multitask import MultitaskModel
     from mtl_tf.train.fit import build_model
 
@@ -58,7 +59,7 @@ def build_models(recipe: Recipe) -> dict:
     size = tuple(recipe.data.image_size)
     backbone = recipe.model.backbone.model_dump()
     trunk = build_backbone(image_size=size, **backbone)
-    image = keras.Input((*size, 3), dtype="uint8", name="image")
+    image = image_input(size)
     taps = trunk.lower(image)
     models = {TRUNK: keras.Model(image, {**taps, "C5": trunk.last_stage()(taps["C4"])}, name=TRUNK)}
     for task, config in recipe.tasks.items():
@@ -68,7 +69,7 @@ def build_models(recipe: Recipe) -> dict:
 
 
 # Bumped whenever the conversion changes, so cached artifacts of an older conversion are not timed.
-ARTIFACT_FORMAT = 2  # 2: fixed batch-1 signature
+ARTIFACT_FORMAT = 3  # 2: fixed batch-1 signature; 3: float model input, int8 input without casts
 
 
 def artifact_folder(recipe: Recipe, out: Path, calibration: int) -> Path:
@@ -128,11 +129,12 @@ def prepare_artifacts(recipe: Recipe, folder: Path, runtimes: list[str], images:
         model = models[name] if models else _load(folder / f"{name}.keras")
         work = Path(tempfile.mkdtemp(prefix="mtl_tf_bench_"))
         try:
-            saved = export_saved_model(model, work / "saved_model")
             for runtime in [r for n, r in todo if n == name]:
                 started = time.perf_counter()
                 log(f"converting {name} to {runtime} ...")
-                data = convert_tflite(saved, _QUANTIZATION[runtime], lambda: (image[None] for image in images))
+                quantization = _QUANTIZATION[runtime]
+                saved = export_saved_model(model, work / runtime, integer=quantization == "int8")
+                data = convert_tflite(saved, quantization, lambda: (image[None] for image in images))
                 write_atomic(artifact(folder, name, runtime), data)
                 log(f"  {artifact(folder, name, runtime).name}: {len(data) / 1e6:.1f} MB in {time.perf_counter() - started:.0f} s")
         finally:

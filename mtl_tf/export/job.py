@@ -17,7 +17,7 @@ from typing import Callable
 
 from mtl_tf.export.metadata import build_metadata, write_metadata
 from mtl_tf.export.serving import export_serving_model
-from mtl_tf.export.tflite import ExportError, builtin_only, convert_tflite, tflite_outputs, write_atomic
+from mtl_tf.export.tflite import ExportError, builtin_only, convert_tflite, tflite_signature, write_atomic
 
 MIN_CALIBRATION_IMAGES = 100
 
@@ -50,6 +50,7 @@ class Variant:
     model: object  # the Keras multitask model it is exported from (the QAT model for qat_int8)
     nms: bool = False
     extra: dict = field(default_factory=dict)  # more metadata (calibration, QAT)
+    input_type: str = "uint8"  # the image input of a full-int8 artifact: "uint8" or "int8"
 
 
 def write_variant(
@@ -68,16 +69,17 @@ def write_variant(
 
             path = staging / "model.onnx"
             write_atomic(path, convert_onnx(saved_model))
-            outputs, input_dtype = onnx_outputs(path), "uint8"
+            image, outputs = {"dtype": "uint8"}, onnx_outputs(path)
         else:
             path = staging / "model.tflite"
-            write_atomic(path, convert_tflite(saved_model, variant.quantization, representative))
+            write_atomic(path, convert_tflite(saved_model, variant.quantization, representative, variant.input_type))
             custom = builtin_only(path)
             if custom:
                 raise ExportError(f"{path.name} holds non-builtin ops {custom}; stock LiteRT cannot run them")
-            outputs, input_dtype = tflite_outputs(path), "uint8"
+            inputs, outputs = tflite_signature(path)
+            image = inputs["image"]
         metadata = build_metadata(
-            variant.model, recipe, path.name, outputs, variant.quantization, variant.nms, input_dtype, variant.extra
+            variant.model, recipe, path.name, outputs, variant.quantization, variant.nms, image, variant.extra
         )
         write_metadata(staging, metadata)
         if check is not None:
@@ -154,16 +156,18 @@ def representative_images(recipe, tasks: dict, image_size, count: int) -> Callab
 def run_export(
     model, recipe, out: Path, quantizations=("float32",), nms: bool = False, onnx: bool = False,
     qat_epochs: int = 0, calibration_images: int | None = None, verify: bool = False, log=print,
+    int8_input: str = "uint8",
 ) -> list[Path]:
     """The `export` command: every requested artifact of `model` in `out`, with --verify checks.
 
     `recipe` (the run's) supplies calibration images and QAT data; it is required for "int8",
-    `qat_epochs` and `verify`.
+    `qat_epochs` and `verify`. `int8_input`: the image input type of the full-int8 artifacts.
     """
     needs_data = "int8" in quantizations or qat_epochs or verify
     if needs_data and recipe is None:
         raise ExportError("int8, --qat and --verify need the run's recipe (recipe.yaml beside the model)")
-    variants = [Variant(variant_name(q, nms), q, model, nms) for q in quantizations]
+    variants = [Variant(variant_name(q, nms), q, model, nms, input_type=int8_input if q == "int8" else "uint8")
+                for q in quantizations]
     representative = None
     if "int8" in quantizations or qat_epochs:
         count = calibration_images or recipe.export.calibration_images
@@ -177,7 +181,7 @@ def run_export(
         log(f"quantization-aware fine-tune: {qat_epochs} epochs")
         qat = qat_finetune(model, recipe, qat_epochs)
         extra = {**calibration, "qat": {"epochs": qat_epochs, "learning_rate": recipe.export.qat_learning_rate}}
-        variants.append(Variant(variant_name("qat_int8", nms), "int8", qat, nms, extra))
+        variants.append(Variant(variant_name("qat_int8", nms), "int8", qat, nms, extra, int8_input))
     if onnx:
         variants.append(Variant(variant_name("onnx", nms), "onnx", model, nms))
     check = None

@@ -23,12 +23,14 @@ def output_task_kind(name: str, tasks) -> tuple[str, str]:
 
 def build_metadata(
     model, recipe: dict | None, artifact: str, outputs: dict, quantization: str,
-    nms: bool = False, input_dtype: str = "uint8", extra: dict | None = None,
+    nms: bool = False, image: dict | None = None, extra: dict | None = None,
 ) -> dict:
     """Everything needed to feed the artifact and decode its outputs.
 
     `outputs`: {name: {"shape", "dtype", "quantization"}} as read back from the artifact; each
     gets its "task" and "kind". A quantized output reads real = scale * (q - zero_point).
+    `image`: the input's {"dtype", "quantization"} as read back (default: plain uint8); a
+    quantized input takes q = round(pixel / scale) + zero_point.
     """
     tasks = {}
     for name, task in model.tasks.items():
@@ -46,14 +48,7 @@ def build_metadata(
         "artifact": artifact,
         "quantization": quantization,
         "nms_in_graph": nms,
-        "input": {
-            "name": "image",
-            "shape": [1, *model.image_size, 3],
-            "dtype": input_dtype,
-            "layout": "NHWC",
-            "color": "RGB",
-            "normalization": "none: raw 0..255 pixels, the model normalizes inside",
-        },
+        "input": _input_spec(model.image_size, image or {"dtype": "uint8"}),
         "outputs": outputs,
         "tasks": tasks,
         "box_format": "normalized [ymin, xmin, ymax, xmax]",
@@ -61,6 +56,22 @@ def build_metadata(
         **(extra or {}),
         "recipe": recipe,
     }
+
+
+def _input_spec(image_size, image: dict) -> dict:
+    spec = {
+        "name": "image",
+        "shape": [1, *image_size, 3],
+        "dtype": image["dtype"],
+        "layout": "NHWC",
+        "color": "RGB",
+        "normalization": "none: raw 0..255 pixels, the model normalizes inside",
+    }
+    quantization = image.get("quantization") or {}
+    if quantization.get("scale"):
+        spec["quantization"] = quantization
+        spec["normalization"] = "none: raw 0..255 pixels as q = round(pixel / scale) + zero_point"
+    return spec
 
 
 def write_metadata(folder: Path, metadata: dict) -> Path:

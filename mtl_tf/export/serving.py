@@ -1,4 +1,4 @@
-"""The serving graph of an artifact: uint8 image [1, H, W, 3] -> one output per task and kind.
+"""The serving graph of an artifact: image [1, H, W, 3] -> one output per task and kind.
 
 Every task splits its raw head output into outputs of one kind each (`<task>_<kind>`, e.g.
 `detection_boxes` normalized to [0, 1] beside `detection_scores`), so an int8 artifact gets one
@@ -30,18 +30,29 @@ def serving_outputs(model, images, nms: bool = False, integer: bool = False) -> 
 
 
 def export_serving_model(model, folder: Path, nms: bool = False, integer: bool = False) -> Path:
-    """SavedModel with signature `serve`: image (uint8 [1, H, W, 3]) -> per-kind outputs."""
-    return write_serve_signature(model, folder, lambda image: serving_outputs(model, image, nms, integer))
+    """SavedModel with signature `serve`: image [1, H, W, 3] -> per-kind outputs; `integer`: the
+    graph of a full-int8 artifact (see `write_serve_signature`)."""
+    serve = lambda image: serving_outputs(model, image, nms, integer)  # noqa: E731
+    return write_serve_signature(model, folder, serve, integer)
 
 
-def write_serve_signature(model, folder: Path, serve) -> Path:
-    """SavedModel of `model` with one signature `serve`: `serve(image)` on the model's input with
-    a fixed batch of 1, as on the device (with a dynamic batch every Reshape turns into SHAPE /
-    STRIDED_SLICE / PACK ops that XNNPACK does not take)."""
+def write_serve_signature(model, folder: Path, serve, integer: bool = False) -> Path:
+    """SavedModel of `model` with one signature `serve`: `serve(image)` on an image batch of 1,
+    as on the device (with a dynamic batch every Reshape turns into SHAPE / STRIDED_SLICE / PACK
+    ops that XNNPACK does not take).
+
+    The image is uint8; with `integer` (for full-int8 conversion) it is float32 pinned to the
+    0..255 integer grid by a FakeQuant, which the converter turns into the artifact's integer
+    input with scale 1 (uint8: the pixel; int8: the pixel - 128) and no cast or requantize op.
+    """
     archive = keras.export.ExportArchive()
     archive.track(model)
-    image = model.inputs[0]
-    spec = tf.TensorSpec([1, *image.shape[1:]], image.dtype, name="image")
-    archive.add_endpoint("serve", serve, input_signature=[spec])
+    shape = [1, *model.inputs[0].shape[1:]]
+    if integer:
+        spec = tf.TensorSpec(shape, tf.float32, name="image")
+        endpoint = lambda image: serve(tf.quantization.fake_quant_with_min_max_args(image, 0.0, 255.0))  # noqa: E731
+    else:
+        spec, endpoint = tf.TensorSpec(shape, tf.uint8, name="image"), serve
+    archive.add_endpoint("serve", endpoint, input_signature=[spec])
     archive.write_out(str(folder), verbose=False)
     return Path(folder)

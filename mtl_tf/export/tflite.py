@@ -14,38 +14,44 @@ import tensorflow as tf
 from mtl_tf.export.litert import open_tflite, zeros_call  # noqa: F401  (re-exported)
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
-# Full-int8 artifacts take raw uint8 pixels (the model normalizes inside) and give int8 outputs,
-# each with its own scale and zero point (see metadata.json); NMS outputs stay float/int32.
-INT8_INPUT, INT8_OUTPUT = tf.uint8, tf.int8
+# Full-int8 artifacts take raw pixels (the model normalizes inside) as uint8 (scale 1, zero point
+# 0) or int8 (scale 1, zero point -128: the pixel - 128), and give int8 outputs, each with its own
+# scale and zero point (see metadata.json); NMS outputs stay float/int32.
+INT8_INPUTS = {"uint8": tf.uint8, "int8": tf.int8}
+INT8_OUTPUT = tf.int8
 
 
 class ExportError(RuntimeError):
     """The model could not be converted into the requested artifact."""
 
 
-def export_saved_model(model, folder: Path) -> Path:
+def export_saved_model(model, folder: Path, integer: bool = False) -> Path:
     """The model's inference graph as a SavedModel (signature `serve`: image [1, H, W, 3] -> the
-    model's own outputs)."""
+    model's own outputs); `integer`: for full-int8 conversion (see `write_serve_signature`)."""
     from mtl_tf.export.serving import write_serve_signature
 
-    return write_serve_signature(model, folder, lambda image: model(image, training=False))
+    return write_serve_signature(model, folder, lambda image: model(image, training=False), integer)
 
 
 def convert_tflite(
     saved_model: Path,
     quantization: str = "float32",
     representative: Callable[[], Iterable[np.ndarray]] | None = None,
+    input_type: str = "uint8",
 ) -> bytes:
     """TFLite flatbuffer of a SavedModel's `serve` signature, with builtin ops only: conversion
     fails rather than fall back to Flex (SELECT_TF_OPS), which stock Android LiteRT cannot run.
 
     quantization: "float32"; "float16" (fp16 weights); "dynamic" (int8 weights, float
-    activations); "int8" (full integer: uint8 image input, int8 kernels and activations, int8
-    outputs; ops without an int8 kernel, like NMS, stay float). "int8" needs `representative()`,
-    yielding uint8 image batches [1, H, W, 3] to calibrate the activation ranges on.
+    activations); "int8" (full integer: `input_type` ("uint8" or "int8") image input, int8 kernels
+    and activations, int8 outputs; ops without an int8 kernel, like NMS, stay float). "int8" needs
+    a SavedModel written with `integer=True` and `representative()`, yielding image batches
+    [1, H, W, 3] of 0..255 pixels to calibrate the activation ranges on.
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}. Received: {quantization!r}")
+    if input_type not in INT8_INPUTS:
+        raise ValueError(f"input_type must be one of {tuple(INT8_INPUTS)}. Received: {input_type!r}")
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serve"])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization != "float32":
@@ -55,9 +61,9 @@ def convert_tflite(
     if quantization == "int8":
         if representative is None:
             raise ValueError("int8 quantization needs a representative dataset (calibration images)")
-        converter.representative_dataset = lambda: ([np.asarray(b, np.uint8)] for b in representative())
+        converter.representative_dataset = lambda: ([np.asarray(b, np.float32)] for b in representative())
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-        converter.inference_input_type = INT8_INPUT
+        converter.inference_input_type = INT8_INPUTS[input_type]
         converter.inference_output_type = INT8_OUTPUT
     try:
         return converter.convert()
@@ -79,12 +85,13 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def export_tflite(model, folder: Path, quantization: str = "float32", representative=None) -> Path:
+def export_tflite(model, folder: Path, quantization: str = "float32", representative=None,
+                  input_type: str = "uint8") -> Path:
     """`folder/model.tflite` from a Keras multitask model (raw outputs per task); returns its path."""
     work = Path(tempfile.mkdtemp(prefix="mtl_tf_export_"))
     try:
-        saved = export_saved_model(model, work / "saved_model")
-        data = convert_tflite(saved, quantization, representative)
+        saved = export_saved_model(model, work / "saved_model", integer=quantization == "int8")
+        data = convert_tflite(saved, quantization, representative, input_type)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     path = Path(folder) / "model.tflite"
@@ -92,20 +99,22 @@ def export_tflite(model, folder: Path, quantization: str = "float32", representa
     return path
 
 
-def tflite_outputs(path: Path) -> dict:
-    """Output name -> shape, dtype and quantization of the artifact's serving signature."""
+def tflite_signature(path: Path) -> tuple[dict, dict]:
+    """(inputs, outputs) of the artifact's serving signature: name -> shape, dtype and
+    quantization (real = scale * (q - zero_point); scale 0: not quantized)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path))
-    details = interpreter.get_signature_runner("serve").get_output_details()
-    return {
-        name: {
+    runner = Interpreter(model_path=str(path)).get_signature_runner("serve")
+
+    def spec(d):
+        return {
             "shape": [int(s) for s in d["shape"]],
             "dtype": np.dtype(d["dtype"]).name,
             "quantization": {"scale": float(d["quantization"][0]), "zero_point": int(d["quantization"][1])},
         }
-        for name, d in details.items()
-    }
+
+    return ({n: spec(d) for n, d in runner.get_input_details().items()},
+            {n: spec(d) for n, d in runner.get_output_details().items()})
 
 
 def _read_model(path: Path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import keras
 
-from mtl_tf.model.layers import ImageNormalization, conv_bn_relu, residual_block
+from mtl_tf.model.layers import ImageNormalization, conv_bn_relu, image_input, residual_block
 
 TAP_STRIDES = {"C3": 8, "C4": 16, "C5": 32}
 
@@ -60,7 +60,7 @@ def build_backbone(name: str, image_size: tuple[int, int], weights: str | None =
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(builders)}")
     if name == "tiny" and weights not in (None, "none") and not Path(weights).exists():
         raise ValueError(f"the tiny backbone has no pretrained weights; use weights: null or a file path. Received: {weights!r}")
-    image = keras.Input((*image_size, 3), dtype="uint8", name="image")
+    image = image_input(image_size)
     taps = builders[name](image)
     full = keras.Model(image, taps, name=f"{name}_backbone")
     if weights not in (None, "none", "imagenet"):

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from mtl_tf.model.backbones import build_backbone
 from mtl_tf.model.checkpointing import CheckpointedModel
-from mtl_tf.model.layers import TapCopy
+from mtl_tf.model.layers import TapCopy, image_input
 from mtl_tf.tasks import build_tasks
 
 
@@ -32,7 +32,7 @@ class MultitaskModel(keras.Model):
         task_objects = build_tasks(tasks, image_size)
         recompute = list(recompute)
         trunk = build_backbone(image_size=image_size, **backbone)
-        image = keras.Input((*image_size, 3), dtype="uint8", name="image")
+        image = image_input(image_size)
         lower = trunk.lower(image)
         shared_last = None if split_last_stage else trunk.last_stage()
         taps = {"C3": lower["C3"], "C4": lower["C4"]}

@@ -36,7 +36,7 @@ public final class Tensors {
      * Write `argb` (Android Bitmap.getPixels order: row-major 0xAARRGGBB, already resized to the
      * model's input size) into `dst` as the NHWC RGB input tensor of metadata.json's dtype: raw
      * 0..255 values (the model normalizes inside), quantized with the input's scale/zero point
-     * when the dtype is int8.
+     * for uint8/int8 inputs (full-int8 exports: uint8 scale 1, zero point 0; int8 pixel - 128).
      */
     public static void encodeImage(int[] argb, ModelMetadata meta, ByteBuffer dst) {
         int n = meta.inputHeight() * meta.inputWidth();
@@ -49,11 +49,10 @@ public final class Tensors {
         for (int p : argb) {
             int[] rgb = {(p >> 16) & 0xFF, (p >> 8) & 0xFF, p & 0xFF};
             for (int v : rgb) {
-                if ("uint8".equals(dtype)) {
-                    dst.put((byte) v);
-                } else if ("int8".equals(dtype)) {
+                if ("uint8".equals(dtype) || "int8".equals(dtype)) {
+                    int lowest = "uint8".equals(dtype) ? 0 : -128;
                     int q = Math.round(v / meta.inputScale) + meta.inputZeroPoint;
-                    dst.put((byte) Math.max(-128, Math.min(127, q)));
+                    dst.put((byte) Math.max(lowest, Math.min(lowest + 255, q)));
                 } else if ("float32".equals(dtype)) {
                     dst.putFloat(v);
                 } else {
