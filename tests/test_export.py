@@ -106,8 +106,7 @@ def test_every_artifact_has_per_kind_outputs_described_by_its_metadata(exports, 
         assert meta["outputs"] == {k: {**v, "task": k.split("_")[0], "kind": k.split("_", 1)[1]} for k, v in read_back.items()}
         assert {k: v["shape"] for k, v in meta["outputs"].items()} == {k: expected_shapes[k] for k in read_back}
         assert meta["input"]["shape"] == [1, 64, 64, 3] and meta["input"]["dtype"] == "uint8"
-        if "int8" in variant:  # the raw pixel, pinned to scale 1 when converted
-            assert meta["input"]["quantization"] == {"scale": 1.0, "zero_point": 0}
+        assert "quantization" not in meta["input"]  # plain pixels in every uint8 artifact
         assert meta["tasks"]["detection"]["classes"] == model.tasks["detection"].classes
         assert meta["tasks"]["segmentation"]["classes"] == model.tasks["segmentation"].classes
         np.testing.assert_allclose(meta["tasks"]["detection"]["anchors_cy_cx_h_w"], model.tasks["detection"].anchors, atol=1e-6)
@@ -154,7 +153,7 @@ def test_int8_input_artifact_takes_pixel_minus_128_and_computes_the_same(exports
     ops = [name for name, _ in tflite_ops(path)]
     uint8_ops = [name for name, _ in tflite_ops(exports[0] / "int8" / "model.tflite")]
     assert "QUANTIZE" not in ops and "CAST" not in ops
-    assert uint8_ops == ["QUANTIZE"] + ops  # uint8 -> int8 requantize, the only difference
+    assert uint8_ops == ["CAST", "QUANTIZE"] + ops  # uint8 -> float -> int8, the only difference
     got, want = load_predictor(path).infer(val_images), load_predictor(exports[0] / "int8" / "model.tflite").infer(val_images)
     for task in want:
         for kind in want[task]:
@@ -319,7 +318,7 @@ def test_converted_qat_model_matches_the_fake_quantized_model(tmp_path):
     qat = quantize_model(MultitaskModel({"name": "tiny", "width": 8}, tiny_task_configs(), (64, 64)))
     images = np.random.default_rng(1).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
     qat(images, training=True)  # the activation ranges
-    saved = export_serving_model(qat, tmp_path / "saved_model", integer=True)
+    saved = export_serving_model(qat, tmp_path / "saved_model", int8_input="uint8")
     path = tmp_path / "model.tflite"
     path.write_bytes(convert_tflite(saved, "int8", lambda: (image[None] for image in images)))
     assert bias_scale_mismatches(path) == []

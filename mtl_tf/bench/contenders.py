@@ -69,7 +69,7 @@ def build_models(recipe: Recipe) -> dict:
 
 
 # Bumped whenever the conversion changes, so cached artifacts of an older conversion are not timed.
-ARTIFACT_FORMAT = 3  # 2: fixed batch-1 signature; 3: float model input, int8 input without casts
+ARTIFACT_FORMAT = 4  # 2: fixed batch-1 signature; 3: float model input; 4: int8 input CAST + QUANTIZE
 
 
 def artifact_folder(recipe: Recipe, out: Path, calibration: int) -> Path:
@@ -133,7 +133,7 @@ def prepare_artifacts(recipe: Recipe, folder: Path, runtimes: list[str], images:
                 started = time.perf_counter()
                 log(f"converting {name} to {runtime} ...")
                 quantization = _QUANTIZATION[runtime]
-                saved = export_saved_model(model, work / runtime, integer=quantization == "int8")
+                saved = export_saved_model(model, work / runtime, "uint8" if quantization == "int8" else None)
                 data = convert_tflite(saved, quantization, lambda: (image[None] for image in images))
                 write_atomic(artifact(folder, name, runtime), data)
                 log(f"  {artifact(folder, name, runtime).name}: {len(data) / 1e6:.1f} MB in {time.perf_counter() - started:.0f} s")

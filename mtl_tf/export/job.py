@@ -98,14 +98,14 @@ def write_variant(
 
 def export_variants(variants: list[Variant], out: Path, recipe: dict | None, representative=None,
                     check=None, log=print) -> list[Path]:
-    """Write every variant, sharing one SavedModel per (model, nms, full int8); returns the artifacts.
+    """Write every variant, sharing one SavedModel per (model, nms, int8 input); returns the artifacts.
     A variant rejected by `check` does not stop the others; the rejections are raised at the end."""
     work = Path(tempfile.mkdtemp(prefix="mtl_tf_export_"))
     saved: dict = {}
     paths, rejected = [], []
     try:
         for variant in variants:
-            key = (id(variant.model), variant.nms, variant.quantization == "int8")
+            key = (id(variant.model), variant.nms, variant.input_type if variant.quantization == "int8" else None)
             if key not in saved:
                 saved[key] = export_serving_model(variant.model, work / f"saved_model_{len(saved)}", *key[1:])
             try:

@@ -29,28 +29,35 @@ def serving_outputs(model, images, nms: bool = False, integer: bool = False) -> 
     return outputs
 
 
-def export_serving_model(model, folder: Path, nms: bool = False, integer: bool = False) -> Path:
-    """SavedModel with signature `serve`: image [1, H, W, 3] -> per-kind outputs; `integer`: the
-    graph of a full-int8 artifact (see `write_serve_signature`)."""
-    serve = lambda image: serving_outputs(model, image, nms, integer)  # noqa: E731
-    return write_serve_signature(model, folder, serve, integer)
+def export_serving_model(model, folder: Path, nms: bool = False, int8_input: str | None = None) -> Path:
+    """SavedModel with signature `serve`: image [1, H, W, 3] -> per-kind outputs; `int8_input`
+    ("uint8" or "int8"): the graph of a full-int8 artifact (see `write_serve_signature`)."""
+    serve = lambda image: serving_outputs(model, image, nms, integer=int8_input is not None)  # noqa: E731
+    return write_serve_signature(model, folder, serve, int8_input)
 
 
-def write_serve_signature(model, folder: Path, serve, integer: bool = False) -> Path:
+def write_serve_signature(model, folder: Path, serve, int8_input: str | None = None) -> Path:
     """SavedModel of `model` with one signature `serve`: `serve(image)` on an image batch of 1,
     as on the device (with a dynamic batch every Reshape turns into SHAPE / STRIDED_SLICE / PACK
     ops that XNNPACK does not take).
 
-    The image is uint8; with `integer` (for full-int8 conversion) it is float32 pinned to the
-    0..255 integer grid by a FakeQuant, which the converter turns into the artifact's integer
-    input with scale 1 (uint8: the pixel; int8: the pixel - 128) and no cast or requantize op.
+    The image is uint8 pixels. For full-int8 conversion (`int8_input` set) the model sees them
+    pinned to the 0..255 integer grid by a FakeQuant, so the first int8 tensor has scale 1:
+    - "uint8": uint8 image -> CAST -> QUANTIZE (float -> int8) in the artifact: both run in
+      XNNPACK, faster than the uint8 -> int8 requantize the converter writes for a float input;
+    - "int8": the image input is the model's float input itself, which the converter turns into
+      an int8 input (pixel - 128) feeding the first layer with no op at all.
     """
+    if int8_input not in (None, "uint8", "int8"):
+        raise ValueError(f"int8_input must be None, 'uint8' or 'int8'. Received: {int8_input!r}")
     archive = keras.export.ExportArchive()
     archive.track(model)
     shape = [1, *model.inputs[0].shape[1:]]
-    if integer:
-        spec = tf.TensorSpec(shape, tf.float32, name="image")
-        endpoint = lambda image: serve(tf.quantization.fake_quant_with_min_max_args(image, 0.0, 255.0))  # noqa: E731
+    pin = lambda image: tf.quantization.fake_quant_with_min_max_args(image, 0.0, 255.0)  # noqa: E731
+    if int8_input == "int8":
+        spec, endpoint = tf.TensorSpec(shape, tf.float32, name="image"), lambda image: serve(pin(image))
+    elif int8_input == "uint8":
+        spec, endpoint = tf.TensorSpec(shape, tf.uint8, name="image"), lambda image: serve(pin(tf.cast(image, tf.float32)))
     else:
         spec, endpoint = tf.TensorSpec(shape, tf.uint8, name="image"), serve
     archive.add_endpoint("serve", endpoint, input_signature=[spec])

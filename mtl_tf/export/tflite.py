@@ -25,12 +25,12 @@ class ExportError(RuntimeError):
     """The model could not be converted into the requested artifact."""
 
 
-def export_saved_model(model, folder: Path, integer: bool = False) -> Path:
+def export_saved_model(model, folder: Path, int8_input: str | None = None) -> Path:
     """The model's inference graph as a SavedModel (signature `serve`: image [1, H, W, 3] -> the
-    model's own outputs); `integer`: for full-int8 conversion (see `write_serve_signature`)."""
+    model's own outputs); `int8_input`: for full-int8 conversion (see `write_serve_signature`)."""
     from mtl_tf.export.serving import write_serve_signature
 
-    return write_serve_signature(model, folder, lambda image: model(image, training=False), integer)
+    return write_serve_signature(model, folder, lambda image: model(image, training=False), int8_input)
 
 
 def convert_tflite(
@@ -45,7 +45,7 @@ def convert_tflite(
     quantization: "float32"; "float16" (fp16 weights); "dynamic" (int8 weights, float
     activations); "int8" (full integer: `input_type` ("uint8" or "int8") image input, int8 kernels
     and activations, int8 outputs; ops without an int8 kernel, like NMS, stay float). "int8" needs
-    a SavedModel written with `integer=True` and `representative()`, yielding image batches
+    a SavedModel written with `int8_input=input_type` and `representative()`, yielding image batches
     [1, H, W, 3] of 0..255 pixels to calibrate the activation ranges on.
     """
     if quantization not in QUANTIZATIONS:
@@ -61,7 +61,8 @@ def convert_tflite(
     if quantization == "int8":
         if representative is None:
             raise ValueError("int8 quantization needs a representative dataset (calibration images)")
-        converter.representative_dataset = lambda: ([np.asarray(b, np.float32)] for b in representative())
+        dtype = np.uint8 if input_type == "uint8" else np.float32  # the SavedModel's input
+        converter.representative_dataset = lambda: ([np.asarray(b, dtype)] for b in representative())
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
         converter.inference_input_type = INT8_INPUTS[input_type]
         converter.inference_output_type = INT8_OUTPUT
@@ -90,7 +91,7 @@ def export_tflite(model, folder: Path, quantization: str = "float32", representa
     """`folder/model.tflite` from a Keras multitask model (raw outputs per task); returns its path."""
     work = Path(tempfile.mkdtemp(prefix="mtl_tf_export_"))
     try:
-        saved = export_saved_model(model, work / "saved_model", integer=quantization == "int8")
+        saved = export_saved_model(model, work / "saved_model", input_type if quantization == "int8" else None)
         data = convert_tflite(saved, quantization, representative, input_type)
     finally:
         shutil.rmtree(work, ignore_errors=True)

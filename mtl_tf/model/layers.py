@@ -11,9 +11,9 @@ _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 def image_input(image_size) -> keras.KerasTensor:
     """The image input of every model: float32 [B, H, W, 3] holding 0..255 pixels.
 
-    Float, not uint8: uint8 batches are cast on entry all the same, and a full-int8 export feeds
-    it from its integer input directly (a uint8 Input would put float -> uint8 -> float casts
-    between the artifact's input and the first convolution).
+    Float, not uint8: uint8 batches are cast on entry all the same, and an int8-input export
+    feeds it from its integer input directly (a uint8 Input would put casts between the
+    artifact's input and the first convolution).
     """
     return keras.Input((*image_size, 3), dtype="float32", name="image")
 
