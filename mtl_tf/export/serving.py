@@ -43,8 +43,8 @@ def write_serve_signature(model, folder: Path, serve, int8_input: str | None = N
 
     The image is uint8 pixels. For full-int8 conversion (`int8_input` set) the model sees them
     pinned to the 0..255 integer grid by a FakeQuant, so the first int8 tensor has scale 1:
-    - "uint8": uint8 image -> CAST -> QUANTIZE (float -> int8) in the artifact: both run in
-      XNNPACK, faster than the uint8 -> int8 requantize the converter writes for a float input;
+    - "uint8": uint8 image -> CAST -> QUANTIZE (float -> int8) in the artifact, measured faster
+      in LiteRT than the uint8 -> int8 requantize the converter writes for a float input;
     - "int8": the image input is the model's float input itself, which the converter turns into
       an int8 input (pixel - 128) feeding the first layer with no op at all.
     """
