@@ -69,7 +69,7 @@ def build_models(recipe: Recipe) -> dict:
 
 
 # Bumped whenever the conversion changes, so cached artifacts of an older conversion are not timed.
-ARTIFACT_FORMAT = 4  # 2: fixed batch-1 signature; 3: float model input; 4: int8 input CAST + QUANTIZE
+ARTIFACT_FORMAT = 5  # 2: fixed batch-1 signature; 3: float model input; 4: int8 input CAST + QUANTIZE; 5: float L2 norm
 
 
 def artifact_folder(recipe: Recipe, out: Path, calibration: int) -> Path:
