@@ -29,7 +29,8 @@ import java.util.Map;
  * `image.rgb` (H * W * 3 bytes). Written there: `java_result.txt` (one line per detection:
  * `det TASK CLASS SCORE YMIN XMIN YMAX XMAX`, one per mask: `mask TASK H W`),
  * `java_mask_<task>.bin` (uint8 class ids), `java_dequant_<output>.bin` (float32),
- * `java_raw_<task>_boxes.bin` / `_scores.bin` (float32) and `java_input.bin` (the input tensor).
+ * `java_raw_<task>_boxes.bin` / `_scores.bin` (float32), `java_boxes_<task>.bin` (the boxes decoded
+ * from a `box_encodings` output, float32) and `java_input.bin` (the input tensor).
  */
 public final class DecodeHarness {
     public static void main(String[] args) throws IOException {
@@ -73,6 +74,12 @@ public final class DecodeHarness {
         Files.write(dir.resolve("java_result.txt"), text.toString().getBytes(StandardCharsets.UTF_8));
 
         for (ModelMetadata.Task task : meta.tasks.values()) {
+            ModelMetadata.Output encodings = meta.outputsOf(task.name).get("box_encodings");
+            if (encodings != null && outputs.containsKey(encodings.name)) {
+                float[] values = Tensors.toFloat(outputs.get(encodings.name), encodings);
+                write(dir.resolve("java_boxes_" + task.name + ".bin"),
+                        SsdDecoder.decodeBoxes(values, 0, 4, task.anchors, task.boxVariance));
+            }
             Path raw = dir.resolve("raw_" + task.name + ".bin");
             if (task.isDetection() && Files.exists(raw)) {
                 float[] values = new float[(int) (Files.size(raw) / 4)];
