@@ -43,9 +43,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="int8_input_ab_"))
     calibration = lambda: (image[None] for image in images)  # noqa: E731
     variants = {
-        "uint8, CAST + QUANTIZE": convert_tflite(export_saved_model(trunk, work / "u", "uint8"), "int8", calibration, "uint8"),
+        "uint8, CAST + QUANTIZE": convert_tflite(export_saved_model(trunk, work / "u", "uint8"), "int8", calibration),
         "uint8, requantize": requantize_variant(export_saved_model(trunk, work / "r", "int8"), images),
-        "int8, no op": convert_tflite(export_saved_model(trunk, work / "i", "int8"), "int8", calibration, "int8"),
+        "int8, no op": convert_tflite(export_saved_model(trunk, work / "i", "int8"), "int8", calibration),
     }
     runners = {}
     for name, data in variants.items():

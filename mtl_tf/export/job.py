@@ -72,7 +72,7 @@ def write_variant(
             image, outputs = {"dtype": "uint8"}, onnx_outputs(path)
         else:
             path = staging / "model.tflite"
-            write_atomic(path, convert_tflite(saved_model, variant.quantization, representative, variant.input_type))
+            write_atomic(path, convert_tflite(saved_model, variant.quantization, representative))
             custom = builtin_only(path)
             if custom:
                 raise ExportError(f"{path.name} holds non-builtin ops {custom}; stock LiteRT cannot run them")

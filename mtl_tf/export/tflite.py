@@ -18,8 +18,10 @@ QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 # Full-int8 artifacts take raw pixels (the model normalizes inside) as uint8 (scale 1, zero point
 # 0) or int8 (scale 1, zero point -128: the pixel - 128), and give int8 outputs, each with its own
 # scale and zero point (see metadata.json); NMS outputs stay float/int32.
-INT8_INPUTS = {"uint8": tf.uint8, "int8": tf.int8}
 INT8_OUTPUT = tf.int8
+# The artifact's input type from the SavedModel's (see `write_serve_signature`): a uint8 image
+# stays uint8; a float image (pinned to the 0..255 grid) becomes int8, the pixel - 128.
+INT8_INPUT_FOR = {tf.uint8: tf.uint8, tf.float32: tf.int8}
 # Ops left in float inside full-int8 artifacts (TFLite's selective quantization): LiteRT runs an
 # int8 L2_NORMALIZATION (SSD's C3/C4 norms) on a slow reference kernel, XNNPACK on neither type.
 # In float it is faster and exact: ResNet-50 SSD detector 18.6 -> 16.2 ms (2 threads).
@@ -42,22 +44,19 @@ def convert_tflite(
     saved_model: Path,
     quantization: str = "float32",
     representative: Callable[[], Iterable[np.ndarray]] | None = None,
-    input_type: str = "uint8",
 ) -> bytes:
     """TFLite flatbuffer of a SavedModel's `serve` signature, with builtin ops only: conversion
     fails rather than fall back to Flex (SELECT_TF_OPS), which stock Android LiteRT cannot run.
 
     quantization: "float32"; "float16" (fp16 weights); "dynamic" (int8 weights, float
-    activations); "int8" (full integer: `input_type` ("uint8" or "int8") image input, int8 kernels
-    and activations, int8 outputs; ops without an int8 kernel, like NMS, and `FLOAT_OPS_IN_INT8`
-    stay float). "int8" needs
-    a SavedModel written with `int8_input=input_type` and `representative()`, yielding image batches
-    [1, H, W, 3] of 0..255 pixels to calibrate the activation ranges on.
+    activations); "int8" (full integer: uint8 or int8 image input, by `INT8_INPUT_FOR` the
+    SavedModel's input, so write it with `int8_input` set; int8 kernels and activations, int8
+    outputs; ops without an int8 kernel, like NMS, and `FLOAT_OPS_IN_INT8` stay float). "int8"
+    needs `representative()`, yielding image batches [1, H, W, 3] of 0..255 pixels to calibrate
+    the activation ranges on.
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}. Received: {quantization!r}")
-    if input_type not in INT8_INPUTS:
-        raise ValueError(f"input_type must be one of {tuple(INT8_INPUTS)}. Received: {input_type!r}")
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serve"])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization != "float32":
@@ -67,10 +66,12 @@ def convert_tflite(
     if quantization == "int8":
         if representative is None:
             raise ValueError("int8 quantization needs a representative dataset (calibration images)")
-        dtype = np.uint8 if input_type == "uint8" else np.float32  # the SavedModel's input
-        converter.representative_dataset = lambda: ([np.asarray(b, dtype)] for b in representative())
+        dtype = serve_input_dtype(saved_model)
+        if dtype not in INT8_INPUT_FOR:
+            raise ExportError(f"{saved_model}: int8 conversion takes a uint8 or float32 image input. Received: {dtype.name}")
+        converter.representative_dataset = lambda: ([np.asarray(b, dtype.as_numpy_dtype)] for b in representative())
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-        converter.inference_input_type = INT8_INPUTS[input_type]
+        converter.inference_input_type = INT8_INPUT_FOR[dtype]
         converter.inference_output_type = INT8_OUTPUT
     try:
         if quantization == "int8":
@@ -78,6 +79,16 @@ def convert_tflite(
         return converter.convert()
     except Exception as err:  # the converter raises ConverterError and others
         raise ExportError(f"TFLite {quantization} conversion with builtin ops only failed: {err}") from None
+
+
+def serve_input_dtype(saved_model: Path) -> tf.DType:
+    """The dtype of the `image` input of a SavedModel's `serve` signature (read from
+    saved_model.pb, without loading the model)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((Path(saved_model) / "saved_model.pb").read_bytes())
+    return tf.dtypes.as_dtype(proto.meta_graphs[0].signature_def["serve"].inputs["image"].dtype)
 
 
 def _int8_keeping_float(converter, ops) -> bytes:
@@ -106,13 +117,12 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def export_tflite(model, folder: Path, quantization: str = "float32", representative=None,
-                  input_type: str = "uint8") -> Path:
+def export_tflite(model, folder: Path, quantization: str = "float32", representative=None) -> Path:
     """`folder/model.tflite` from a Keras multitask model (raw outputs per task); returns its path."""
     work = Path(tempfile.mkdtemp(prefix="mtl_tf_export_"))
     try:
-        saved = export_saved_model(model, work / "saved_model", input_type if quantization == "int8" else None)
-        data = convert_tflite(saved, quantization, representative, input_type)
+        saved = export_saved_model(model, work / "saved_model", "uint8" if quantization == "int8" else None)
+        data = convert_tflite(saved, quantization, representative)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     path = Path(folder) / "model.tflite"
