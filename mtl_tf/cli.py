@@ -16,31 +16,49 @@ class _UserError(click.ClickException):
 
 
 def _user_errors():
+    from mtl_tf.bench.memory import MeasurementError
     from mtl_tf.config import RecipeError
     from mtl_tf.data.cache import CacheError
-    from mtl_tf.data.pipeline import DataError
+    from mtl_tf.data.example import DataError
     from mtl_tf.evaluate.job import EvaluationError
     from mtl_tf.export.tflite import ExportError
     from mtl_tf.inference import ModelLoadError
     from mtl_tf.predict import InputError
     from mtl_tf.train.callbacks import TrainingDiverged
     from mtl_tf.train.fit import RunFolderError
-    from mtl_tf.bench.memory import MeasurementError
 
     return (RecipeError, TrainingDiverged, DataError, RunFolderError, FileNotFoundError, ModelLoadError,
             EvaluationError, InputError, ExportError, CacheError, MeasurementError)
 
 
-def _data_error(err: Exception) -> Exception:
-    """A DataError raised while TensorFlow reads examples arrives wrapped in a TensorFlow error:
-    the original as a user error, else `err` itself."""
+def user_error(err: Exception) -> Exception | None:
+    """The problem with the user's input behind `err`, or None for a bug: `err` itself when it
+    is one of the project's input errors, or the DataError that made TensorFlow raise `err`
+    while reading examples (TensorFlow wraps it in an opaque error)."""
+    if isinstance(err, _user_errors()):
+        return err
     from mtl_tf.data.pipeline import data_error_behind
 
-    found = data_error_behind(err)
-    return _UserError(str(found)) if found is not None else err
+    return data_error_behind(err)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group: every command (and sub-group) runs under one error handler that
+    shows problems with the user's input as one clear message, without a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as err:  # noqa: BLE001  (re-raised unless it is the user's input)
+            found = user_error(err)
+            if found is None:
+                raise
+            raise _UserError(str(found)) from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mtl-tf")
 def main():
     """Multitask vision models for real-time embedded deployment."""
@@ -57,19 +75,14 @@ def main():
               help="Train only TASK, on the examples labelled for it, with the same budget (train.single_task).")
 def fit(recipe, out, epochs, overrides, quiet, single_task):
     """Train the multitask model described by RECIPE and write a run folder."""
-    from mtl_tf.config import load_recipe
+    from mtl_tf.recipe import load_recipe
 
     overrides = list(overrides) + ([f"train.epochs={epochs}"] if epochs else [])
     overrides += [f"train.single_task={single_task}"] if single_task else []
-    try:
-        config = load_recipe(recipe, overrides)
-        from mtl_tf.train.fit import run_fit
+    config = load_recipe(recipe, overrides)
+    from mtl_tf.train.fit import run_fit
 
-        run_fit(config, out, verbose=2 if quiet else "auto")
-    except _user_errors() as err:
-        raise _UserError(str(err)) from None
-    except Exception as err:  # noqa: BLE001  (re-raised unless it hides a DataError)
-        raise _data_error(err) from None
+    run_fit(config, out, verbose=2 if quiet else "auto")
 
 
 def _default_report(predictor, split: str) -> Path:
@@ -87,17 +100,12 @@ def _default_report(predictor, split: str) -> Path:
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 def evaluate(model, split, json_path, recipe, report, batch_size):
     """Per-task metrics of a run folder, .keras, SavedModel or .tflite on a recipe split."""
-    try:
-        from mtl_tf.evaluate.job import format_results, run_evaluate
-        from mtl_tf.inference import load_predictor
+    from mtl_tf.evaluate.job import format_results, run_evaluate
+    from mtl_tf.inference import load_predictor
 
-        predictor = load_predictor(model, recipe)
-        report = Path(report) if report else _default_report(predictor, split)
-        results = run_evaluate(predictor, split, report, batch_size=batch_size)
-    except _user_errors() as err:
-        raise _UserError(str(err)) from None
-    except Exception as err:  # noqa: BLE001  (re-raised unless it hides a DataError)
-        raise _data_error(err) from None
+    predictor = load_predictor(model, recipe)
+    report = Path(report) if report else _default_report(predictor, split)
+    results = run_evaluate(predictor, split, report, batch_size=batch_size)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(results, indent=2))
@@ -118,16 +126,11 @@ def predict(model, inputs, out, split, recipe, min_score):
     """Overlays, class-id masks and detections.json for image files, folders, videos or a split."""
     if not inputs and not split:
         raise click.UsageError("give INPUT files/folders/videos, or --split")
-    try:
-        from mtl_tf.inference import load_predictor
-        from mtl_tf.predict import run_predict
+    from mtl_tf.inference import load_predictor
+    from mtl_tf.predict import run_predict
 
-        writer = run_predict(load_predictor(model, recipe), list(inputs), Path(out), split, min_score)
-    except _user_errors() as err:
-        raise _UserError(str(err)) from None
-    except Exception as err:  # noqa: BLE001  (re-raised unless it hides a DataError)
-        raise _data_error(err) from None
-    counts = [f"{len(records)} {name} records in {writer.predictor.tasks[name].records_file}"
+    writer = run_predict(load_predictor(model, recipe), list(inputs), Path(out), split, min_score)
+    counts = [f"{len(records)} {name} records in {writer.records_path(name).name}"
               for name, records in writer.records.items()]
     click.echo("; ".join(counts + [f"outputs in {out}"]))
 
@@ -151,21 +154,16 @@ def predict(model, inputs, out, split, recipe, min_score):
               help="Evaluate every TFLite artifact with LiteRT on val; exit 1 when a drop exceeds export.max_drop.")
 def export(run, out, int8, int8_input, fp16, dynamic, qat_epochs, onnx, nms, calibration_images, verify):
     """Export a trained model: TFLite (builtin ops only), ONNX, each with its metadata.json."""
-    try:
-        from mtl_tf.export.job import run_export
-        from mtl_tf.inference import load_predictor
+    from mtl_tf.export.job import run_export
+    from mtl_tf.inference import load_predictor
 
-        predictor = load_predictor(run)
-        if predictor.kind != "keras":
-            raise _UserError(f"{run}: export needs a run folder or a .keras file, not a {predictor.kind} artifact")
-        folder = Path(out) if out else predictor.path.parent / "export"
-        quantizations = ["float32"] + [q for q, on in [("float16", fp16), ("dynamic", dynamic), ("int8", int8)] if on]
-        run_export(predictor.model, predictor.recipe, folder, quantizations, nms, onnx, qat_epochs or 0,
-                   calibration_images, verify, log=click.echo, int8_input=int8_input)
-    except _user_errors() as err:
-        raise _UserError(str(err)) from None
-    except Exception as err:  # noqa: BLE001  (re-raised unless it hides a DataError)
-        raise _data_error(err) from None
+    predictor = load_predictor(run)
+    if predictor.kind != "keras":
+        raise _UserError(f"{run}: export needs a run folder or a .keras file, not a {predictor.kind} artifact")
+    folder = Path(out) if out else predictor.path.parent / "export"
+    quantizations = ["float32"] + [q for q, on in [("float16", fp16), ("dynamic", dynamic), ("int8", int8)] if on]
+    run_export(predictor.model, predictor.recipe, folder, quantizations, nms, onnx, qat_epochs or 0,
+               calibration_images, verify, log=click.echo, int8_input=int8_input)
     click.echo(f"artifacts and their metadata.json in {folder}")
 
 
@@ -191,14 +189,11 @@ _set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VAL
 @_set_option
 def data_prepare(recipe, splits, shard_size, image_format, overrides):
     """Cache the recipe's sources to sharded TFRecords under data.cache (resumable)."""
-    try:
-        from mtl_tf.config import load_recipe
-        from mtl_tf.data.cache import prepare as prepare_cache
+    from mtl_tf.recipe import load_recipe
+    from mtl_tf.data.prepare import prepare as prepare_cache
 
-        config = load_recipe(recipe, overrides)
-        summaries = prepare_cache(config, splits or ("train", "val", "test"), shard_size, image_format)
-    except _user_errors() as err:
-        raise _UserError(str(err)) from None
+    config = load_recipe(recipe, overrides)
+    summaries = prepare_cache(config, splits or ("train", "val", "test"), shard_size, image_format)
     for s in summaries:
         note = " (already complete)" if s["already_complete"] else ""
         click.echo(f"{s['split']}: {s['count']} examples in {s['shards']} shards, {s['folder']}{note}")
@@ -212,20 +207,19 @@ def data_prepare(recipe, splits, shard_size, image_format, overrides):
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the counts here.")
 @_set_option
 def data_inspect(recipe, splits, plot_path, json_path, overrides):
-    """Per-source counts: images, labelled per task, objects and pixels per class, box sizes."""
-    try:
-        from mtl_tf.config import load_recipe
-        from mtl_tf.data.stats import format_stats, inspect_recipe, plot_stats
+    """Per-source counts: images, images labelled per task, and each task's label statistics."""
+    from mtl_tf.recipe import load_recipe
+    from mtl_tf.data.stats import format_stats, inspect_recipe, plot_stats
 
-        config = load_recipe(recipe, overrides)
-        entries = inspect_recipe(config, splits or ("train", "val", "test"))
-    except _user_errors() as err:
-        raise _UserError(str(err)) from None
+    config = load_recipe(recipe, overrides)
+    entries = inspect_recipe(config, splits or ("train", "val", "test"))
     plot_path = Path(plot_path or f"{config.name}-data.png")
     plot_stats(entries, plot_path)
     if json_path:
         Path(json_path).write_text(json.dumps(entries, indent=2))
-    click.echo(format_stats(entries))
+    from mtl_tf.tasks import build_tasks
+
+    click.echo(format_stats(entries, build_tasks(config.tasks, config.data.image_size)))
     click.echo(f"plot: {plot_path}")
 
 
@@ -239,13 +233,10 @@ def data_inspect(recipe, splits, plot_path, json_path, overrides):
 @_set_option
 def data_bench(recipe, batches, rounds, warmup, json_path, overrides):
     """Input-pipeline throughput beside the model's training step, timed round-robin."""
-    try:
-        from mtl_tf.config import load_recipe
-        from mtl_tf.data.bench import bench_data, format_bench
+    from mtl_tf.recipe import load_recipe
+    from mtl_tf.data.bench import bench_data, format_bench
 
-        result = bench_data(load_recipe(recipe, overrides), batches=batches, rounds=rounds, warmup=warmup)
-    except _user_errors() as err:
-        raise _UserError(str(err)) from None
+    result = bench_data(load_recipe(recipe, overrides), batches=batches, rounds=rounds, warmup=warmup)
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2))
     click.echo(format_bench(result))
@@ -279,20 +270,17 @@ def _runtime_list(ctx, param, value):
 def bench(recipe, json_path, runs, warmup, threads, runtimes, calibration, out, overrides):
     """Trunk, single-task models, the naive set and the multitask model side by side:
     latency, peak RSS, size, parameters and MACs per runtime (default recipe: bench_resnet50)."""
-    from mtl_tf.config import load_recipe
+    from mtl_tf.recipe import load_recipe
 
     recipe = recipe or _DEFAULT_BENCH_RECIPE
-    try:
-        config = load_recipe(recipe, list(overrides))
-        from mtl_tf.bench.job import run_bench
-        from mtl_tf.bench.report import markdown
+    config = load_recipe(recipe, list(overrides))
+    from mtl_tf.bench.job import run_bench
+    from mtl_tf.bench.report import markdown
 
-        folder = Path(out) if out else Path("runs") / "bench" / config.name
-        command = " ".join(["mtl-tf", *sys.argv[1:]]) if sys.argv[0].endswith("mtl-tf") else None
-        results = run_bench(config, folder, runtimes, runs=runs, warmup=warmup, threads=threads,
-                            calibration=calibration, command=command, log=click.echo)
-    except _user_errors() as err:
-        raise _UserError(str(err)) from None
+    folder = Path(out) if out else Path("runs") / "bench" / config.name
+    command = " ".join(["mtl-tf", *sys.argv[1:]]) if sys.argv[0].endswith("mtl-tf") else None
+    results = run_bench(config, folder, runtimes, runs=runs, warmup=warmup, threads=threads,
+                        calibration=calibration, command=command, log=click.echo)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(results, indent=2))
@@ -312,18 +300,15 @@ def bench(recipe, json_path, runs, warmup, threads, runtimes, calibration, out, 
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any recipe key (repeatable).")
 def study(recipe, out, epochs, steps_per_epoch, budget, overrides):
     """Single-task detector and segmenter, plain multitask and engine multitask on RECIPE, same budget."""
-    from mtl_tf.config import load_recipe
+    from mtl_tf.recipe import load_recipe
 
     overrides = list(overrides) + ([f"train.epochs={epochs}"] if epochs else [])
     overrides += [f"train.steps_per_epoch={steps_per_epoch}"] if steps_per_epoch else []
-    try:
-        config = load_recipe(recipe, overrides)
-        from mtl_tf.train.study import run_study
+    config = load_recipe(recipe, overrides)
+    from mtl_tf.train.study import run_study
 
-        folder = Path(out) if out else Path("runs") / f"{config.name}-study{'-system' if budget == 'system' else ''}"
-        run_study(config, folder, budget=budget, verbose=2)
-    except _user_errors() as err:
-        raise _UserError(str(err)) from None
+    folder = Path(out) if out else Path("runs") / f"{config.name}-study{'-system' if budget == 'system' else ''}"
+    run_study(config, folder, budget=budget, verbose=2)
     click.echo((folder / "study.md").read_text())
     click.echo(f"study folder: {folder} (study.md, study.png, one run folder per variant)")
 
@@ -336,12 +321,9 @@ def study(recipe, out, epochs, steps_per_epoch, budget, overrides):
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers to this file.")
 def bench_engine(recipe, rounds, steps, overrides, json_path):
     """Training-step overhead of the engine vs plain fit, and the recompute memory saving."""
-    from mtl_tf.config import load_recipe
+    from mtl_tf.recipe import load_recipe
 
-    try:
-        config = load_recipe(recipe, list(overrides))
-    except _user_errors() as err:
-        raise _UserError(str(err)) from None
+    config = load_recipe(recipe, list(overrides))
     import tensorflow as tf
 
     from mtl_tf.train.bench import format_report, recompute_memory, step_overhead

@@ -1,19 +1,16 @@
-"""Recipes: a YAML file validated strictly into typed configs.
+"""The recipe schema: typed, strict config sections (unknown keys are errors).
 
-A typo anywhere in a recipe is a `RecipeError` naming the key, the allowed keys and the closest
-match. Task and source sections are validated by the config class their module registers, so a
-new task or source brings its own schema.
+This module only describes recipes; `mtl_tf.recipe` reads a YAML file and validates it, task and
+source sections by the config class their module registers (so a new task type or source brings
+its own schema, derived from `TaskConfig` / `SourceSection` here).
 """
 
 from __future__ import annotations
 
-import difflib
-import typing
-from pathlib import Path
+import re
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 SPLITS = ("train", "val", "test")
@@ -37,6 +34,51 @@ def _unique_names(names: list[str]) -> list[str]:
 
 # A task's class list: non-empty, no duplicates.
 ClassNames = Annotated[list[str], Field(min_length=1), AfterValidator(_unique_names)]
+
+# Names a task cannot take: they name other things in example keys, logs, outputs and files.
+RESERVED_TASK_NAMES = frozenset({"trunk", "image", "images", "loss", "total", "score", "val", "all", "model"})
+_TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def task_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a task, or None."""
+    if not _TASK_NAME.match(str(name)):
+        return f"'{name}' is not a task name: use letters, digits and _, starting with a letter"
+    if name in RESERVED_TASK_NAMES:
+        return f"'{name}' is reserved (reserved names: {', '.join(sorted(RESERVED_TASK_NAMES))})"
+    return None
+
+
+class TaskConfig(Strict):
+    """What every task section has; a task type's `Config` derives from it."""
+
+    type: str | None = Field(None, description="the task type (default: the task's name)")
+    loss_weight: float = Field(1.0, ge=0)
+
+
+class ClassTaskConfig(TaskConfig):
+    """A task over a list of named classes."""
+
+    classes: ClassNames
+
+
+class SourceSection(Strict):
+    """What every data source section has; a source's `Config` derives from it and says which
+    label kinds it yields (`label_kinds`) and their class names (`class_names`)."""
+
+    targets: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="label kind -> task name it feeds (null: not used), e.g. {boxes: vehicles, mask: "
+        "landcover}; a kind not listed feeds the one task whose type takes it",
+    )
+
+    def label_kinds(self) -> list[str]:
+        """The kinds of labels this source yields (e.g. boxes, mask)."""
+        return []
+
+    def class_names(self, kind: str) -> list[str]:
+        """Names of the class ids of label kind `kind` (empty for kinds without classes)."""
+        return []
 
 
 # ---------------------------------------------------------------- sections
@@ -279,6 +321,10 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _engine_keys_name_tasks(self):
+        for name in self.tasks:
+            problem = task_name_problem(name)
+            if problem:
+                raise ValueError(f"tasks: {problem}")
         train, names = self.train, set(self.tasks)
         for field, keys, extra in (
             ("accumulate", train.accumulate, {"trunk"}),
@@ -301,156 +347,3 @@ class Recipe(Strict):
     def to_dict(self) -> dict:
         """The resolved recipe as plain data (what `fit` writes into the run folder)."""
         return self.model_dump(mode="json", serialize_as_any=True)
-
-
-# ---------------------------------------------------------------- loading
-
-
-def load_recipe(path: str | Path, overrides: typing.Sequence[str] = ()) -> Recipe:
-    """Read a YAML recipe, apply `key.sub=value` overrides and validate it."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"{path}: recipe file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise RecipeError(f"{path}: a recipe is a mapping of sections, got {type(raw).__name__}")
-    for override in overrides:
-        apply_override(raw, override, origin=str(path))
-    return recipe_from_dict(raw, origin=str(path))
-
-
-def recipe_from_dict(raw: dict, origin: str = "<recipe>") -> Recipe:
-    """Validate a recipe given as plain data; errors become one readable `RecipeError`.
-
-    The fixed sections are validated first; then each task and source section by the config
-    class its module registers, so their errors carry the same full key path.
-    """
-    from mtl_tf.data.sources import SOURCES
-    from mtl_tf.tasks import TASKS
-
-    try:
-        recipe = Recipe.model_validate(raw)
-    except ValidationError as err:
-        raise RecipeError(f"{origin}: invalid recipe\n" + _describe(err, Recipe)) from None
-    problems = []
-    for name in list(recipe.tasks):
-        if name not in TASKS:
-            problems.append(f"  tasks.{name}: {_unknown(name, list(TASKS), 'task')}")
-            continue
-        cfg = _validate_section(TASKS[name].Config, recipe.tasks[name] or {}, f"tasks.{name}", problems)
-        recipe.tasks[name] = cfg
-    for split in SPLITS:
-        sources = getattr(recipe.data, split)
-        for i, section in enumerate(sources):
-            where = f"data.{split}.{i}"
-            kind = section.get("type") if isinstance(section, dict) else None
-            if kind not in SOURCES:
-                problems.append(f"  {where}.type: {_unknown(kind, list(SOURCES), 'source type')}")
-                continue
-            sources[i] = _validate_section(SOURCES[kind].Config, section, where, problems)
-    for name in recipe.export.max_drop:
-        if name not in recipe.tasks:
-            problems.append(f"  export.max_drop.{name}: {_unknown(name, list(recipe.tasks), 'task')}")
-    if not problems:
-        problems = _class_mismatches(recipe)
-    if problems:
-        raise RecipeError(f"{origin}: invalid recipe\n" + "\n".join(problems))
-    return recipe
-
-
-def _validate_section(config_cls, section, where: str, problems: list[str]):
-    try:
-        return config_cls.model_validate(section)
-    except ValidationError as err:
-        problems.append(_describe(err, config_cls, prefix=where + "."))
-        return None
-
-
-def _class_mismatches(recipe: Recipe) -> list[str]:
-    """Every class a source emits must be listed by the task it labels."""
-    problems = []
-    for split in SPLITS:
-        for i, source in enumerate(getattr(recipe.data, split)):
-            for task, cfg in recipe.tasks.items():
-                missing = set(source.class_names(task)) - set(cfg.classes)
-                if missing:
-                    problems.append(
-                        f"  data.{split}.{i}: source '{source.type}' has {task} classes "
-                        f"{sorted(missing)} that are not in tasks.{task}.classes {cfg.classes}"
-                    )
-    return problems
-
-
-def apply_override(raw: dict, override: str, origin: str = "<recipe>") -> None:
-    """Set `a.b.0.c=value` inside nested recipe data; the value is parsed as YAML."""
-    key, sep, value = override.partition("=")
-    if not sep or not key:
-        raise RecipeError(f"{origin}: override must look like key.sub=value. Received: {override!r}")
-    node: Any = raw
-    parts = key.strip().split(".")
-    for part in parts[:-1]:
-        if isinstance(node, list):
-            node = node[_list_index(part, node, override, origin)]
-        else:
-            node = node.setdefault(part, {})
-    last = parts[-1]
-    parsed = yaml.safe_load(value)
-    if isinstance(node, list):
-        node[_list_index(last, node, override, origin)] = parsed
-    elif isinstance(node, dict):
-        node[last] = parsed
-    else:
-        raise RecipeError(f"{origin}: override {override!r}: '{'.'.join(parts[:-1])}' is not a section")
-
-
-def _list_index(part: str, node: list, override: str, origin: str) -> int:
-    if not part.isdigit() or int(part) >= len(node):
-        raise RecipeError(
-            f"{origin}: override {override!r}: '{part}' is not an index of a list of {len(node)}"
-        )
-    return int(part)
-
-
-def _unknown(name: str, allowed: list[str], kind: str) -> str:
-    close = difflib.get_close_matches(str(name), allowed, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"unknown {kind} '{name}'{hint}; allowed: {', '.join(sorted(allowed))}"
-
-
-def _describe(err: ValidationError, root: type[BaseModel], prefix: str = "") -> str:
-    lines = []
-    for e in err.errors():
-        where = prefix + ".".join(str(p) for p in e["loc"]) if e["loc"] else prefix.rstrip(".") or "<top>"
-        if e["type"] == "extra_forbidden":
-            allowed = _fields_at(root, e["loc"][:-1])
-            lines.append(f"  {where}: {_unknown(e['loc'][-1], allowed, 'key')}")
-        elif e["type"] == "missing":
-            lines.append(f"  {where}: required key is missing")
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            got = "" if e["type"] == "value_error" else f" (got {e.get('input')!r})"
-            lines.append(f"  {where}: {msg}{got}")
-    return "\n".join(lines)
-
-
-def _fields_at(model: Any, loc: tuple) -> list[str]:
-    """Field names of the config class found by walking `loc` down from `model`."""
-    for part in loc:
-        if isinstance(part, int) or model is None:
-            continue
-        field = model.model_fields.get(part)
-        model = _model_in(field.annotation) if field else None
-    return list(model.model_fields) if model is not None else []
-
-
-def _model_in(annotation: Any):
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None

@@ -9,7 +9,8 @@ from typing import Callable
 
 import numpy as np
 
-from mtl_tf.config import Recipe, RecipeError, load_recipe, recipe_from_dict
+from mtl_tf.config import Recipe, RecipeError
+from mtl_tf.recipe import load_recipe, recipe_from_dict
 
 
 class ModelLoadError(ValueError):

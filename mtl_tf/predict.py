@@ -1,5 +1,5 @@
-"""The `predict` job: overlays, class-id masks and detections.json for images, folders, videos
-or a recipe split."""
+"""The `predict` job: overlays, each task's maps (e.g. class-id masks) and records files (e.g.
+`<task>_detections.json`) for images, folders, videos or a recipe split."""
 
 from __future__ import annotations
 
@@ -75,8 +75,8 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class PredictionWriter:
-    """Writes overlays and masks, and collects each task's records (detections.json), for
-    frames of any size."""
+    """Writes overlays and each task's maps (`<task>_<map>/<frame>.png`), and collects each
+    task's records (`<task>_<records file>`), for frames of any size."""
 
     def __init__(self, predictor: Predictor, out: Path, min_score: float):
         self.predictor = predictor
@@ -88,14 +88,13 @@ class PredictionWriter:
         self.out.mkdir(parents=True, exist_ok=True)
 
     def labels(self, frame: Frame) -> dict:
-        """Predictions for one frame, mapped back to its original size."""
+        """{task: plain-named predictions} for one frame, mapped back to its original size."""
         size = frame.image.shape[:2]
         predictions = self.predictor.predict(resize(frame.image, self.predictor.image_size)[None])
         labels = {}
         for name, task in self.predictor.tasks.items():
             own = task.labels_from_prediction(predictions[name], 0, min_score=self.min_score)
-            own = task.labels_to_size(own, size)
-            labels.update(own)
+            labels[name] = own = task.labels_to_size(own, size)
             if name in self.records:
                 self.records[name].extend(task.prediction_records(own, frame.source, size))
         return labels
@@ -103,9 +102,11 @@ class PredictionWriter:
     def image(self, frame: Frame) -> None:
         labels = self.labels(frame)
         Image.fromarray(render_all(frame.image, labels, self.predictor.tasks)).save(self.out / f"{frame.name}.png")
-        if "mask" in labels:
-            (self.out / "masks").mkdir(exist_ok=True)
-            Image.fromarray(labels["mask"]).save(self.out / "masks" / f"{frame.name}.png")
+        for name, task in self.predictor.tasks.items():
+            for kind, array in task.prediction_maps(labels[name]).items():
+                folder = self.out / f"{name}_{kind}"
+                folder.mkdir(exist_ok=True)
+                Image.fromarray(array).save(folder / f"{frame.name}.png")
 
     def video(self, path: Path) -> None:
         import cv2
@@ -123,11 +124,15 @@ class PredictionWriter:
         if writer is not None:
             writer.release()
 
+    def records_path(self, task: str) -> Path:
+        """Where `task`'s records go: `<task>_<records file>` (two tasks of a type never share one)."""
+        return self.out / f"{task}_{self.predictor.tasks[task].records_file}"
+
     def finish(self) -> list[Path]:
         """Write each task's records file; returns their paths."""
         paths = []
         for name, records in self.records.items():
-            paths.append(self.out / self.predictor.tasks[name].records_file)
+            paths.append(self.records_path(name))
             paths[-1].write_text(json.dumps(records, indent=1))
         return paths
 

@@ -41,7 +41,7 @@ def tiny_model():
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A run folder trained for one epoch on the tiny recipe, shared by the job tests."""
-    from mtl_tf.config import load_recipe
+    from mtl_tf.recipe import load_recipe
     from mtl_tf.train.fit import run_fit
 
     run = tmp_path_factory.mktemp("tiny") / "run"

@@ -61,7 +61,8 @@ def _boxes_example(rng, task) -> dict:
     yx = rng.uniform(0, 0.6, (k, 2))
     hw = rng.uniform(0.15, 0.4, (k, 2))
     boxes = np.concatenate([yx, yx + hw], axis=1).astype(np.float32)
-    return {"boxes": boxes, "box_classes": rng.integers(0, len(task.classes), k).astype(np.int32), task.has_key: True}
+    labels = {"boxes": boxes, "box_classes": rng.integers(0, len(task.classes), k).astype(np.int32)}
+    return {**task.namespaced(labels), task.has_key: True}
 
 
 def weights_of(variables) -> list[np.ndarray]:

@@ -69,7 +69,7 @@ def task():
 
 def test_task_targets_decode_to_their_ground_truth(task):
     boxes = np.array([[0.1, 0.1, 0.3, 0.25], [0.5, 0.4, 0.95, 0.9]], np.float32)
-    example = {"boxes": boxes, "box_classes": np.array([2, 0], np.int32), "has_detection": True}
+    example = {"detection/boxes": boxes, "detection/box_classes": np.array([2, 0], np.int32), "has_detection": True}
     target, weight = task.encode(example)
     target = target.numpy()
     assert target.shape == (task.num_anchors, 5) and float(weight) == 1.0
@@ -83,6 +83,6 @@ def test_task_targets_decode_to_their_ground_truth(task):
 
 
 def test_true_negative_image_is_all_background(task):
-    example = {"boxes": np.zeros((0, 4), np.float32), "box_classes": np.zeros((0,), np.int32), "has_detection": True}
+    example = {"detection/boxes": np.zeros((0, 4), np.float32), "detection/box_classes": np.zeros((0,), np.int32), "has_detection": True}
     target, weight = task.encode(example)
     assert np.all(target.numpy() == 0) and float(weight) == 1.0

@@ -6,9 +6,13 @@ import tensorflow as tf
 from mtl_tf.config import AugmentConfig
 from mtl_tf.data import augment
 from mtl_tf.data.example import IGNORE
+from mtl_tf.tasks import build_tasks
 from mtl_tf.tasks.detection.boxes import iou_matrix
 
 SIZE = 64
+LAYOUT = augment.label_layout(build_tasks(
+    {"detection": {"classes": ["a", "b", "c"], "min_scale": 0.1}, "segmentation": {"classes": ["bg", "object"]}}, (SIZE, SIZE)
+))
 FULL = AugmentConfig.model_validate(
     {"horizontal_flip": True, "vertical_flip": True, "expand": {"probability": 0.5}, "crop": {"probability": 0.9}}
 )
@@ -23,8 +27,8 @@ def _scene(rects):
         mask[y0:y1, x0:x1] = 1
     boxes = np.array(rects, np.float32).reshape(-1, 4) / SIZE
     return {
-        "image": tf.constant(image), "mask": tf.constant(mask), "boxes": tf.constant(boxes),
-        "box_classes": tf.constant(np.arange(len(rects)), tf.int32),
+        "image": tf.constant(image), "segmentation/mask": tf.constant(mask), "detection/boxes": tf.constant(boxes),
+        "detection/box_classes": tf.constant(np.arange(len(rects)), tf.int32),
         "has_detection": tf.constant(True), "has_segmentation": tf.constant(False),
     }
 
@@ -38,8 +42,8 @@ def test_boxes_stay_on_the_pixels_they_label_through_flips_expand_and_crop():
     example = _scene([(16, 20, 32, 44)])
     kept = dropped = 0
     for i in range(60):
-        out = augment.augment(example, tf.constant([i, 7]), FULL, (SIZE, SIZE))
-        image, mask, boxes = out["image"].numpy(), out["mask"].numpy(), out["boxes"].numpy()
+        out = augment.augment(example, tf.constant([i, 7]), FULL, (SIZE, SIZE), LAYOUT)
+        image, mask, boxes = out["image"].numpy(), out["segmentation/mask"].numpy(), out["detection/boxes"].numpy()
         assert image.shape == (SIZE, SIZE, 3) and mask.shape == (SIZE, SIZE)
         assert set(np.unique(mask)) <= {0, 1, IGNORE}
         assert bool(out["has_detection"]) and not bool(out["has_segmentation"])  # flags untouched
@@ -49,7 +53,7 @@ def test_boxes_stay_on_the_pixels_they_label_through_flips_expand_and_crop():
             assert not (image[..., 0] > 200).any(), f"seed {i}: object visible but its box was dropped"
             continue
         kept += 1
-        assert out["box_classes"].numpy().tolist() == [0]
+        assert out["detection/box_classes"].numpy().tolist() == [0]
         box = boxes[0] * SIZE
         # The box hugs the bright pixels and the mask's object pixels, to a pixel.
         np.testing.assert_allclose(_extent(bright), box, atol=1.0, err_msg=f"seed {i}")
@@ -59,29 +63,29 @@ def test_boxes_stay_on_the_pixels_they_label_through_flips_expand_and_crop():
 
 def test_expand_pads_the_mask_with_ignore_and_the_image_with_the_fill_colour():
     cfg = AugmentConfig.model_validate({"horizontal_flip": False, "expand": {"probability": 1.0, "max_ratio": 3}})
-    out = augment.augment(_scene([(16, 20, 32, 44)]), tf.constant([3, 1]), cfg, (SIZE, SIZE))
-    image, mask = out["image"].numpy(), out["mask"].numpy()
+    out = augment.augment(_scene([(16, 20, 32, 44)]), tf.constant([3, 1]), cfg, (SIZE, SIZE), LAYOUT)
+    image, mask = out["image"].numpy(), out["segmentation/mask"].numpy()
     padding = mask == IGNORE
     assert 0.3 < padding.mean() < 0.9  # a canvas of 1x..3x the image: most of it is padding
     assert np.all(image[padding] == [123, 117, 104])
     # Inside the pasted image, the mask keeps the image's labels (background 0, object 1).
     assert (mask == 0).any() and (mask == 1).any()
-    np.testing.assert_allclose(_extent(mask == 1), out["boxes"].numpy()[0] * SIZE, atol=1.0)
+    np.testing.assert_allclose(_extent(mask == 1), out["detection/boxes"].numpy()[0] * SIZE, atol=1.0)
 
 
 def test_boxes_outside_the_window_are_dropped_and_boxes_across_it_clipped():
     example = {
-        "boxes": tf.constant([[0.1, 0.1, 0.3, 0.3], [0.4, 0.6, 0.8, 0.9], [0.6, 0.6, 0.7, 0.7]]),
-        "box_classes": tf.constant([0, 1, 2]),
-        "box_difficult": tf.constant([False, True, False]),
+        "detection/boxes": tf.constant([[0.1, 0.1, 0.3, 0.3], [0.4, 0.6, 0.8, 0.9], [0.6, 0.6, 0.7, 0.7]]),
+        "detection/box_classes": tf.constant([0, 1, 2]),
+        "detection/box_difficult": tf.constant([False, True, False]),
     }
-    out = augment.clip_boxes(example, tf.constant([0.5, 0.5, 1.0, 1.0]))
-    np.testing.assert_allclose(out["boxes"].numpy(), [[0.0, 0.2, 0.6, 0.8], [0.2, 0.2, 0.4, 0.4]], atol=1e-6)
-    assert out["box_classes"].numpy().tolist() == [1, 2]
-    assert out["box_difficult"].numpy().tolist() == [True, False]  # every per-box key follows
+    out = augment.clip_boxes(example, tf.constant([0.5, 0.5, 1.0, 1.0]), LAYOUT)
+    np.testing.assert_allclose(out["detection/boxes"].numpy(), [[0.0, 0.2, 0.6, 0.8], [0.2, 0.2, 0.4, 0.4]], atol=1e-6)
+    assert out["detection/box_classes"].numpy().tolist() == [1, 2]
+    assert out["detection/box_difficult"].numpy().tolist() == [True, False]  # every per-box key follows
     # With min_visible, a box keeping 75% of its area is dropped too.
-    strict = augment.clip_boxes(example, tf.constant([0.5, 0.5, 1.0, 1.0]), min_visible=0.8)
-    assert strict["box_classes"].numpy().tolist() == [2]
+    strict = augment.clip_boxes(example, tf.constant([0.5, 0.5, 1.0, 1.0]), LAYOUT, min_visible=0.8)
+    assert strict["detection/box_classes"].numpy().tolist() == [2]
 
 
 def test_iou_constrained_crop_overlaps_some_box_by_the_drawn_threshold():
@@ -98,9 +102,9 @@ def test_iou_constrained_crop_overlaps_some_box_by_the_drawn_threshold():
 
 
 def test_vertical_flip_moves_boxes_with_pixels():
-    out = augment.vertical_flip(_scene([(4, 10, 20, 30)]))
-    np.testing.assert_allclose(_extent(out["image"].numpy()[..., 0] > 0), out["boxes"].numpy()[0] * SIZE)
-    np.testing.assert_allclose(_extent(out["mask"].numpy() == 1), out["boxes"].numpy()[0] * SIZE)
+    out = augment.vertical_flip(_scene([(4, 10, 20, 30)]), LAYOUT)
+    np.testing.assert_allclose(_extent(out["image"].numpy()[..., 0] > 0), out["detection/boxes"].numpy()[0] * SIZE)
+    np.testing.assert_allclose(_extent(out["segmentation/mask"].numpy() == 1), out["detection/boxes"].numpy()[0] * SIZE)
 
 
 def test_color_distortion_changes_only_the_image_and_is_seeded():
@@ -108,13 +112,13 @@ def test_color_distortion_changes_only_the_image_and_is_seeded():
     rng = np.random.default_rng(0)
     example = _scene([(16, 20, 32, 44)])
     example["image"] = tf.constant(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
-    a = augment.augment(example, tf.constant([5, 5]), cfg, (SIZE, SIZE))
-    b = augment.augment(example, tf.constant([5, 5]), cfg, (SIZE, SIZE))
-    c = augment.augment(example, tf.constant([6, 5]), cfg, (SIZE, SIZE))
+    a = augment.augment(example, tf.constant([5, 5]), cfg, (SIZE, SIZE), LAYOUT)
+    b = augment.augment(example, tf.constant([5, 5]), cfg, (SIZE, SIZE), LAYOUT)
+    c = augment.augment(example, tf.constant([6, 5]), cfg, (SIZE, SIZE), LAYOUT)
     np.testing.assert_array_equal(a["image"], b["image"])
     assert not np.array_equal(a["image"], c["image"]) and not np.array_equal(a["image"], example["image"])
-    np.testing.assert_array_equal(a["mask"], example["mask"])
-    np.testing.assert_array_equal(a["boxes"], example["boxes"])
+    np.testing.assert_array_equal(a["segmentation/mask"], example["segmentation/mask"])
+    np.testing.assert_array_equal(a["detection/boxes"], example["detection/boxes"])
 
 
 def test_training_batches_with_full_augmentation_are_deterministic_with_a_seed():

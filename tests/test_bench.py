@@ -16,7 +16,7 @@ from mtl_tf.bench.flops import count_macs
 from mtl_tf.bench.report import add_ratios
 from mtl_tf.bench.timing import percentiles, round_robin
 from mtl_tf.cli import main
-from mtl_tf.config import load_recipe
+from mtl_tf.recipe import load_recipe
 from mtl_tf.model.backbones import build_backbone
 
 RUNTIMES = ["keras", "tflite_fp32", "tflite_int8"]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import TINY_RECIPE
-from mtl_tf.config import load_recipe
-from mtl_tf.data import cache, pipeline, stats
+from mtl_tf.recipe import load_recipe
+from mtl_tf.data import cache, pipeline, prepare, stats
 from mtl_tf.data.synthetic import SyntheticAerialSource
 from mtl_tf.tasks import build_tasks
 
@@ -31,7 +31,7 @@ def _digest(example):
 
 def test_cached_pipeline_yields_the_same_examples_as_the_direct_one(tmp_path):
     recipe = _recipe(tmp_path)
-    cache.prepare(recipe, ("train", "val"), shard_size=5, progress=False)
+    prepare.prepare(recipe, ("train", "val"), shard_size=5, progress=False)
     for split in ("train", "val"):
         loaded, cached = _examples(recipe, split, use_cache=True)
         assert {s.kind for s in loaded} == {"cache:png"}
@@ -47,7 +47,7 @@ def test_cached_pipeline_yields_the_same_examples_as_the_direct_one(tmp_path):
 
 def test_prepare_resumes_without_rewriting_complete_shards(tmp_path, monkeypatch):
     recipe = _recipe(tmp_path)
-    [first, _] = cache.prepare(recipe, ("train",), shard_size=10, progress=False)
+    [first, _] = prepare.prepare(recipe, ("train",), shard_size=10, progress=False)
     folder = cache.Path(first["folder"])
     shards = sorted(folder.glob("*.tfrecord"))
     assert len(shards) == 3  # 24 examples in shards of 10
@@ -58,7 +58,7 @@ def test_prepare_resumes_without_rewriting_complete_shards(tmp_path, monkeypatch
     written = []
     real = cache._write_shard
     monkeypatch.setattr(cache, "_write_shard", lambda reader, indices, *a: written.append(list(indices)) or real(reader, indices, *a))
-    summaries = cache.prepare(recipe, ("train",), shard_size=10, progress=False)
+    summaries = prepare.prepare(recipe, ("train",), shard_size=10, progress=False)
     assert written == [list(range(20, 24))]  # only the missing shard
     assert {p.name: p.stat().st_mtime_ns for p in shards[:-1]} == before
     assert not list(folder.glob("*.tmp")) and json.loads((folder / "complete.json").read_text())["count"] == 24
@@ -66,11 +66,11 @@ def test_prepare_resumes_without_rewriting_complete_shards(tmp_path, monkeypatch
     # Another shard size on a partial folder is refused rather than mixed.
     (folder / "complete.json").unlink()
     with pytest.raises(cache.CacheError, match="shard_size"):
-        cache.prepare(recipe, ("train",), shard_size=7, progress=False)
+        prepare.prepare(recipe, ("train",), shard_size=7, progress=False)
 
 
 def test_a_changed_recipe_does_not_read_a_stale_cache(tmp_path):
-    cache.prepare(_recipe(tmp_path), ("val",), progress=False)
+    prepare.prepare(_recipe(tmp_path), ("val",), progress=False)
     reordered = _recipe(tmp_path, "tasks.detection.classes=[bus, car, cyclist, pedestrian]")
     loaded, _ = _examples(reordered, "val", use_cache=True)
     assert [s.kind for s in loaded] == ["memory"]
@@ -85,14 +85,15 @@ def test_inspect_counts_match_what_the_synthetic_source_generated(tmp_path):
     for entry, config in zip(entries, recipe.data.train):
         source = SyntheticAerialSource(config, recipe.data.image_size)
         raw = [source[i] for i in range(len(source))]
+        det, seg = entry["tasks"]["detection"], entry["tasks"]["segmentation"]
         objects = np.bincount(np.concatenate([r["box_classes"] for r in raw]), minlength=4)
-        assert list(entry["objects"].values()) == objects.tolist()
-        assert entry["box_sizes"]["count"] == objects.sum()
+        assert list(det["objects"].values()) == objects.tolist()
+        assert det["box_sizes"]["count"] == objects.sum()
         if config.labels == "both":
             pixels = np.bincount(np.concatenate([r["mask"].ravel() for r in raw]), minlength=256)
-            assert list(entry["pixels"].values()) == pixels[:5].tolist() + [0]
+            assert list(seg["pixels"].values()) == pixels[:5].tolist() + [0]
         else:
-            assert sum(entry["pixels"].values()) == 0
+            assert sum(seg["pixels"].values()) == 0  # no labelled example: nothing counted
     # Box sizes: sqrt(area) in input pixels, and COCO's split adds up.
-    s = entries[0]["box_sizes"]
+    s = entries[0]["tasks"]["detection"]["box_sizes"]
     assert s["small"] + s["medium"] + s["large"] == s["count"] and 3 <= s["median"] <= 64

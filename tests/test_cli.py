@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from conftest import TINY_RECIPE
 from mtl_tf.cli import main
-from mtl_tf.config import recipe_from_dict
+from mtl_tf.recipe import recipe_from_dict
 
 
 def test_fit_writes_a_complete_run_folder(tmp_path):

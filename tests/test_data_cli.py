@@ -50,3 +50,26 @@ def test_data_bench_reports_pipeline_and_training_throughput(tmp_path):
     assert set(rates) == {"pipeline", "pipeline, no augmentation", "train", "train+data"} and all(r > 0 for r in rates.values())
     assert figures["pipeline_over_train"] == round(rates["pipeline"] / rates["train"], 2)
     assert "pipeline / train" in result.output
+
+
+def test_every_command_reports_a_truncated_image_as_one_clear_line(tmp_path):
+    """One error handler for every command: a DataError TensorFlow wraps while reading examples
+    reaches the user as itself, naming the file, without a traceback."""
+    import yaml
+
+    from source_fixtures import truncate, write_voc
+
+    write_voc(tmp_path / "voc")
+    truncate(tmp_path / "voc" / "JPEGImages" / "000002.jpg")
+    source = {"type": "voc", "root": str(tmp_path / "voc"), "classes": ["car", "person"], "images": "detection"}
+    recipe = {"data": {"image_size": [64, 64], "batch_size": 2, "train": [source], "val": [source]},
+              "model": {"backbone": {"name": "tiny", "width": 8}},
+              "tasks": {"detection": {"classes": ["car", "person"], "min_scale": 0.1}}, "train": {"epochs": 1}}
+    path = tmp_path / "voc.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    expected = f"{tmp_path / 'voc' / 'JPEGImages' / '000002.jpg'}: unreadable image or video"
+    for command in (["data", "inspect", path, "--plot", tmp_path / "p.png"], ["data", "bench", path, "--rounds", "1",
+                    "--batches", "1", "--warmup", "1"], ["fit", path, "--out", tmp_path / "run"]):
+        result = _invoke(*command)
+        assert result.exit_code == 1, (command, result.output)
+        assert expected in result.output and "Traceback" not in result.output, (command, result.output)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from conftest import TINY_RECIPE
 from mtl_tf.cli import main
-from mtl_tf.config import load_recipe
+from mtl_tf.recipe import load_recipe
 from mtl_tf.train.callbacks import TrainingDiverged
 from mtl_tf.train.fit import BACKUP, run_fit
 

@@ -380,7 +380,8 @@ def test_export_errors_are_one_line_messages(exports, tmp_path):
 
 def test_recipe_export_section_is_strict(tmp_path):
     from conftest import TINY_RECIPE
-    from mtl_tf.config import RecipeError, load_recipe
+    from mtl_tf.config import RecipeError
+    from mtl_tf.recipe import load_recipe
 
     assert load_recipe(TINY_RECIPE, ["export.max_drop.segmentation=0.01"]).export.max_drop == {"segmentation": 0.01}
     with pytest.raises(RecipeError, match="export.max_drop.segmentaton: unknown task 'segmentaton'"):

@@ -38,7 +38,7 @@ def test_evaluate_json_has_the_documented_keys_as_fractions(tiny_run, tmp_path):
             values = results[task][key]
             values = values.values() if isinstance(values, dict) else [values]
             assert all(0.0 <= v <= 1.0 for v in values), (task, key)
-    for name in ["metrics.json", "pr_curves.png", "confusion_matrix.png", "predictions.png"]:
+    for name in ["metrics.json", "detection_pr_curves.png", "segmentation_confusion_matrix.png", "predictions.png"]:
         assert (tmp_path / "report" / name).is_file(), name
 
 
@@ -101,9 +101,9 @@ def test_predict_on_images_folders_and_video(tiny_run, tmp_path):
     _invoke("predict", tiny_run, inputs, tmp_path / "clip.mp4", "--out", out, "--min-score", "0")
 
     assert (out / "wide.png").is_file() and (out / "square.png").is_file() and (out / "clip.mp4").is_file()
-    mask = np.asarray(Image.open(out / "masks" / "wide.png"))
+    mask = np.asarray(Image.open(out / "segmentation_mask" / "wide.png"))
     assert mask.shape == (90, 120) and mask.max() < 5  # class ids at the original size
-    detections = json.loads((out / "detections.json").read_text())
+    detections = json.loads((out / "detection_detections.json").read_text())
     assert {d["image"] for d in detections} >= {"wide.png", "square.jpg"}
     for d in detections:
         assert set(d) == {"image", "category", "bbox", "score"}
@@ -116,7 +116,7 @@ def test_predict_on_images_folders_and_video(tiny_run, tmp_path):
 def test_predict_on_a_split_writes_one_overlay_per_example(tiny_run, tmp_path):
     _invoke("predict", tiny_run, "--split", "val", "--out", tmp_path)
     assert len(list(tmp_path.glob("val_*.png"))) == 12
-    assert len(list((tmp_path / "masks").glob("*.png"))) == 12
+    assert len(list((tmp_path / "segmentation_mask").glob("*.png"))) == 12
 
 
 def test_bad_inputs_are_clear_errors(tiny_run, tmp_path):

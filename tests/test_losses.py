@@ -10,7 +10,7 @@ def _detection_batch(tiny_model, rng):
     targets = []
     for _ in range(2):
         boxes = np.array([[0.1, 0.1, 0.4, 0.3], [0.5, 0.5, 0.9, 0.8]], np.float32)
-        t, _ = task.encode({"boxes": boxes, "box_classes": np.array([1, 2], np.int32), "has_detection": True})
+        t, _ = task.encode({"detection/boxes": boxes, "detection/box_classes": np.array([1, 2], np.int32), "has_detection": True})
         targets.append(t)
     images = rng.integers(0, 255, (2, 64, 64, 3)).astype(np.uint8)
     return images, tf.stack(targets)
@@ -68,7 +68,7 @@ def test_segmentation_ignore_pixels_contribute_nothing(tiny_model):
     rng = np.random.default_rng(2)
     mask = rng.integers(0, 5, (64, 64)).astype(np.uint8)
     mask[:20] = IGNORE
-    target, weight = task.encode({"mask": mask, "has_segmentation": True})
+    target, weight = task.encode({"segmentation/mask": mask, "has_segmentation": True})
     logits = tf.Variable(rng.normal(size=(1, 64, 64, 5)).astype(np.float32))
     with tf.GradientTape() as tape:
         loss = task.loss(target[None], logits, weight[None])
@@ -83,7 +83,7 @@ def test_segmentation_ignore_pixels_contribute_nothing(tiny_model):
 
 def test_segmentation_unlabelled_example_has_zero_weight(tiny_model):
     task = tiny_model.tasks["segmentation"]
-    _, weight = task.encode({"mask": np.zeros((64, 64), np.uint8), "has_segmentation": False})
+    _, weight = task.encode({"segmentation/mask": np.zeros((64, 64), np.uint8), "has_segmentation": False})
     assert float(tf.reduce_sum(weight)) == 0.0
 
 

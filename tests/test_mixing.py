@@ -6,7 +6,8 @@ import tensorflow as tf
 import yaml
 
 from conftest import ROOT, TINY_RECIPE
-from mtl_tf.config import MixingConfig, RecipeError, load_recipe, recipe_from_dict
+from mtl_tf.config import MixingConfig, RecipeError
+from mtl_tf.recipe import load_recipe, recipe_from_dict
 from mtl_tf.data import mixing, pipeline
 from mtl_tf.data.synthetic import SyntheticAerialSource
 from test_pipeline import SIZE, _tasks

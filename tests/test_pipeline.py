@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import DET_CLASSES, SEG_CLASSES
-from mtl_tf.data import pipeline
+from mtl_tf.data import augment, pipeline
 from mtl_tf.data.synthetic import SyntheticAerialSource
 from mtl_tf.tasks import build_tasks
 
@@ -25,10 +25,10 @@ def test_class_ids_are_remapped_to_the_task_class_order():
     seg_reordered = list(reversed(SEG_CLASSES))
     plain = pipeline.ExampleReader(_sources("both"), _tasks(), SIZE).read(0, 1)
     remapped = pipeline.ExampleReader(_sources("both"), _tasks(reordered, seg_reordered), SIZE).read(0, 1)
-    names = [DET_CLASSES[c] for c in plain["box_classes"]]
-    assert [reordered[c] for c in remapped["box_classes"]] == names
+    names = [DET_CLASSES[c] for c in plain["detection/box_classes"]]
+    assert [reordered[c] for c in remapped["detection/box_classes"]] == names
     np.testing.assert_array_equal(
-        np.array(seg_reordered)[remapped["mask"]], np.array(SEG_CLASSES)[plain["mask"]]
+        np.array(seg_reordered)[remapped["segmentation/mask"]], np.array(SEG_CLASSES)[plain["segmentation/mask"]]
     )
 
 
@@ -51,11 +51,12 @@ def test_horizontal_flip_moves_boxes_with_pixels():
     mask = np.zeros((64, 64), np.uint8)
     mask[10:20, 5:15] = 1
     box = np.array([[10 / 64, 5 / 64, 20 / 64, 15 / 64]], np.float32)
-    flipped = pipeline.horizontal_flip({"image": image, "mask": mask, "boxes": box})
-    y0, x0, y1, x1 = (flipped["boxes"].numpy()[0] * 64).round().astype(int)
+    example = {"image": image, "segmentation/mask": mask, "detection/boxes": box}
+    flipped = augment.horizontal_flip(example, augment.label_layout(_tasks()))
+    y0, x0, y1, x1 = (flipped["detection/boxes"].numpy()[0] * 64).round().astype(int)
     assert np.all(flipped["image"].numpy()[y0:y1, x0:x1] == 255)
     assert flipped["image"].numpy().sum() == image.sum()
-    assert np.all(flipped["mask"].numpy()[y0:y1, x0:x1] == 1)
+    assert np.all(flipped["segmentation/mask"].numpy()[y0:y1, x0:x1] == 1)
 
 
 def test_training_batches_are_seeded():
@@ -69,10 +70,11 @@ def test_training_batches_are_seeded():
 def test_evaluation_batches_pad_boxes_with_class_minus_one():
     tasks = _tasks()
     reader = pipeline.ExampleReader(_sources("both", n=6), tasks, SIZE)
-    batch = next(pipeline.evaluation_batches(pipeline.examples_dataset(reader), 6).as_numpy_iterator())
-    counts = [len(reader.read(0, i)["boxes"]) for i in range(6)]
-    assert batch["boxes"].shape[1] == max(counts)
-    assert [(c >= 0).sum() for c in batch["box_classes"]] == counts
+    batch = next(pipeline.evaluation_batches(pipeline.examples_dataset(reader), reader.tasks, 6).as_numpy_iterator())
+    counts = [len(reader.read(0, i)["detection/boxes"]) for i in range(6)]
+    assert batch["detection/boxes"].shape[1] == max(counts)
+    assert [(c >= 0).sum() for c in batch["detection/box_classes"]] == counts
+    assert (batch["segmentation/mask"] != 0).any()  # masks are not padded (same size)
 
 
 class _BrokenSource(SyntheticAerialSource):

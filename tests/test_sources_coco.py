@@ -22,18 +22,18 @@ def test_uncompressed_rle_fixture_matches_pycocotools():
 def test_boxes_classes_and_rename(tmp_path):
     write_coco(tmp_path)
     source = _source(tmp_path, rename={"car": "vehicle"})
-    assert source.config.class_names("detection") == ["person", "vehicle"]
-    assert source.config.class_names("segmentation") == ["background", "person", "vehicle"]
+    assert source.config.class_names("boxes") == ["person", "vehicle"]
+    assert source.config.class_names("mask") == ["background", "person", "vehicle"]
     assert len(source) == 3
     first = source[0]
-    assert first["has_detection"] and first["has_segmentation"]
+    assert "boxes" in first and "mask" in first
     # COCO [x, y, w, h] pixels -> normalized (ymin, xmin, ymax, xmax).
     np.testing.assert_allclose(first["boxes"], [[10 / H, 10 / W, 40 / H, 30 / W], [5 / H, 40 / W, 15 / H, 60 / W]], atol=1e-6)
     assert first["box_classes"].tolist() == [0, 1]
     # Image 2: the dog is not a kept category and the crowd is not a box -> no boxes.
     assert source[1]["boxes"].shape == (0, 4)
     # Image 3 has no annotation at all: a true negative.
-    assert source[2]["has_detection"] and source[2]["boxes"].shape == (0, 4)
+    assert "boxes" in source[2] and source[2]["boxes"].shape == (0, 4)
     assert (source[2]["mask"] == 0).all()
 
 
@@ -54,8 +54,8 @@ def test_category_subset_and_many_to_one_rename(tmp_path):
     write_coco(tmp_path)
     source = _source(tmp_path, categories=["car", "dog"], rename={"car": "animal_or_car", "dog": "animal_or_car"},
                      masks=False, include_empty=False)
-    assert source.config.class_names("detection") == ["animal_or_car"]
-    assert source.config.class_names("segmentation") == []
+    assert source.config.class_names("boxes") == ["animal_or_car"]
+    assert source.config.class_names("mask") == []
     assert len(source) == 2  # image 3 has no kept annotation
     assert [source[i]["box_classes"].tolist() for i in range(2)] == [[0], [0]]
-    assert "has_segmentation" not in source[0]
+    assert "mask" not in source[0]

@@ -14,9 +14,9 @@ def _detection():
 def test_anchors_matched_to_a_difficult_box_are_ignored_in_the_targets():
     task = _detection()
     boxes = np.array([[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9]], np.float32)
-    example = {"boxes": boxes, "box_classes": np.array([0, 1], np.int32), "has_detection": True}
-    plain, _ = task.encode({**example, "box_difficult": np.array([False, False])})
-    flagged, _ = task.encode({**example, "box_difficult": np.array([False, True])})
+    example = {"detection/boxes": boxes, "detection/box_classes": np.array([0, 1], np.int32), "has_detection": True}
+    plain, _ = task.encode({**example, "detection/box_difficult": np.array([False, False])})
+    flagged, _ = task.encode({**example, "detection/box_difficult": np.array([False, True])})
     plain_cls, flagged_cls = plain.numpy()[:, 4], flagged.numpy()[:, 4]
     assert (plain_cls == 2).any() and not (flagged_cls == 2).any()  # person anchors ...
     np.testing.assert_array_equal(flagged_cls == -1, plain_cls == 2)  # ... are now ignored (-1)
@@ -35,9 +35,9 @@ def test_the_evaluator_gets_the_difficult_flags():
     task = _detection()
     batch = {
         "has_detection": np.array([True]),
-        "boxes": np.array([[[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9], [0, 0, 0, 0]]], np.float32),
-        "box_classes": np.array([[0, 0, -1]], np.int32),  # the last row is padding
-        "box_difficult": np.array([[False, True, False]]),
+        "detection/boxes": np.array([[[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9], [0, 0, 0, 0]]], np.float32),
+        "detection/box_classes": np.array([[0, 0, -1]], np.int32),  # the last row is padding
+        "detection/box_difficult": np.array([[False, True, False]]),
     }
     predictions = {  # only the non-difficult car is found
         "boxes": np.array([[[0.1, 0.1, 0.4, 0.4]]], np.float32), "scores": np.array([[0.9]], np.float32),
@@ -46,7 +46,7 @@ def test_the_evaluator_gets_the_difficult_flags():
     evaluator = task.evaluator()
     task.update_evaluator(evaluator, batch, predictions)
     assert evaluator.result()["per_class_ap50"]["car"] == 1.0  # the missed difficult car does not count
-    batch["box_difficult"][:] = False
+    batch["detection/box_difficult"][:] = False
     evaluator = task.evaluator()
     task.update_evaluator(evaluator, batch, predictions)
     assert evaluator.result()["per_class_ap50"]["car"] == 0.5

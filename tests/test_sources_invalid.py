@@ -121,7 +121,8 @@ def test_mask_value_not_in_the_class_table(tmp_path):
 
 
 def test_a_data_error_inside_tf_data_reaches_the_user_as_itself(tmp_path):
-    from mtl_tf.cli import _data_error, _UserError
+    from mtl_tf.cli import user_error
+    from mtl_tf.data.example import DataError
 
     write_voc(tmp_path)
     truncate(tmp_path / "JPEGImages" / "000002.jpg")
@@ -129,13 +130,13 @@ def test_a_data_error_inside_tf_data_reaches_the_user_as_itself(tmp_path):
     reader = pipeline.ExampleReader([config], _tasks(), (64, 64))
     with pytest.raises(tf.errors.OpError) as raised:  # TensorFlow wraps what the generator raised
         list(pipeline.examples_dataset(reader))
-    error = _data_error(raised.value)
-    assert isinstance(error, _UserError)
-    assert error.message.startswith(
+    error = user_error(raised.value)
+    assert isinstance(error, DataError)
+    assert str(error).startswith(
         f"{tmp_path / 'JPEGImages' / '000002.jpg'}: unreadable image or video: image file is truncated"
     )
     other = tf.errors.InvalidArgumentError(None, None, "unrelated")
-    assert _data_error(other) is other  # any other error is left alone
+    assert user_error(other) is None  # any other error is a bug, left to its traceback
 
 
 def test_a_colour_label_map_with_a_value_table_is_an_error(tmp_path):

@@ -19,12 +19,12 @@ def _color_source(root, size=(H // 2, W // 2), **kw):
 def test_colour_table_and_2x2_tiles(tmp_path):
     write_color_tiles(tmp_path, count=2)
     source = _color_source(tmp_path, tiles=(2, 2))
-    assert source.config.class_names("segmentation") == ["building", "road", "tree"]
+    assert source.config.class_names("mask") == ["building", "road", "tree"]
     assert len(source) == 8
     # Tiles in row-major order: building, road, tree, ignore; each a whole example.
     for index, expected in enumerate([0, 1, 2, IGNORE] * 2):
         example = source[index]
-        assert example["image"].shape == (H // 2, W // 2, 3) and example["has_segmentation"]
+        assert example["image"].shape == (H // 2, W // 2, 3) and "mask" in example
         assert (example["mask"] == expected).all(), index
     from source_fixtures import image
 
@@ -48,7 +48,7 @@ def test_merged_names_in_a_value_table(tmp_path):
                                        {"name": "plant", "value": 2}])
     source = build_source(config, (8, 8))
     mask = source[0]["mask"]
-    assert source.config.class_names("segmentation") == ["ground", "plant"]
+    assert source.config.class_names("mask") == ["ground", "plant"]
     assert mask[:, :3].tolist() == [[0, 1, 1]] * 8 and (mask[:, 3:] == IGNORE).all()
 
 

@@ -22,4 +22,4 @@ def test_the_readme_documents_every_file_source():
 @pytest.mark.parametrize("snippet", _snippets(), ids=lambda s: s["type"])
 def test_each_readme_snippet_validates(snippet):
     config = SOURCES[snippet["type"]].Config.model_validate(snippet)
-    assert config.class_names("detection") or config.class_names("segmentation")
+    assert config.label_kinds() and all(config.class_names(k) for k in config.label_kinds())

@@ -25,7 +25,7 @@ def test_every_nth_frame_with_its_boxes(tmp_path, from_frames):
     write_sdd(tmp_path, frames_folder=frames)
     source = _source(tmp_path, every=5, frames=str(frames) if frames else None,
                      rename={"Biker": "cyclist", "Pedestrian": "pedestrian", "Car": "car"})
-    names = source.config.class_names("detection")
+    names = source.config.class_names("boxes")
     assert names == ["pedestrian", "cyclist", "Skater", "Cart", "car", "Bus"]
     assert len(source) == 2  # frames 0 and 5 of 10
     for index, frame in enumerate((0, 5)):
@@ -36,7 +36,7 @@ def test_every_nth_frame_with_its_boxes(tmp_path, from_frames):
         np.testing.assert_allclose(example["boxes"], np.stack([y0 / H, x0 / W, y1 / H, x1 / W], 1), atol=1e-6)
         rename = {"Biker": "cyclist", "Pedestrian": "pedestrian", "Car": "car"}
         assert [names[c] for c in example["box_classes"]] == [rename[n] for n in labels]
-        assert example["has_detection"] and "has_segmentation" not in example
+        assert "boxes" in example and "mask" not in example
     assert len(source[0]["boxes"]) == 1  # the lost Biker box of frame 0 is dropped
 
 

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from conftest import TINY_RECIPE
 from mtl_tf.cli import main
-from mtl_tf.config import load_recipe
+from mtl_tf.recipe import load_recipe
 from mtl_tf.train.study import markdown_table, study_variants, summarize
 
 TINY = ["--set", "train.num_overlays=0", "--set", "data.val.0.num_images=4"]

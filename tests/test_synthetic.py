@@ -16,13 +16,15 @@ def test_deterministic_by_seed_and_index():
     assert not np.array_equal(_source(seed=1)[3]["image"], a["image"])
 
 
-def test_label_modes_flag_missing_labels():
+def test_label_modes_yield_only_their_label_kinds():
     boxes_only = _source("boxes")[0]
-    assert boxes_only["has_detection"] and not boxes_only["has_segmentation"]
-    assert np.all(boxes_only["mask"] == IGNORE)
+    assert "boxes" in boxes_only and "mask" not in boxes_only
     masks_only = _source("masks")[0]
-    assert masks_only["has_segmentation"] and not masks_only["has_detection"]
-    assert masks_only["boxes"].shape == (0, 4) and masks_only["mask"].max() < len(SURFACE_CLASSES)
+    assert "mask" in masks_only and "boxes" not in masks_only
+    assert masks_only["mask"].max() < len(SURFACE_CLASSES)
+    both = _source("both")[0]
+    np.testing.assert_array_equal(both["mask"], masks_only["mask"])
+    np.testing.assert_array_equal(both["boxes"], boxes_only["boxes"])
 
 
 def test_contract_dtypes_and_valid_boxes():

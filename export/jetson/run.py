@@ -214,6 +214,12 @@ def draw(frame: np.ndarray, results: dict, meta: dict, fps: float) -> np.ndarray
     h, w = frame.shape[:2]
     out = frame.copy()
     for task, r in results.items():
+        if "map" in r:  # any other dense output: its first channel, min..max, as a colour map
+            value = r["map"][..., 0].astype(np.float32)
+            scaled = (255 * (value - value.min()) / max(float(np.ptp(value)), 1e-6)).astype(np.uint8)
+            heat = cv2.applyColorMap(cv2.resize(scaled, (w, h), interpolation=cv2.INTER_LINEAR), cv2.COLORMAP_JET)
+            out = cv2.addWeighted(out, 0.6, heat, 0.4, 0)
+    for task, r in results.items():
         names = meta["tasks"][task]["classes"]
         if "mask" in r:
             mask = cv2.resize(r["mask"].astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
@@ -229,15 +235,45 @@ def draw(frame: np.ndarray, results: dict, meta: dict, fps: float) -> np.ndarray
     return out
 
 
+def task_type(meta: dict, task: str) -> str:
+    """A task's type from metadata.json (format 3+); older files name tasks after their type."""
+    return meta["tasks"][task].get("type", task)
+
+
+# What each task type's outputs become: {"mask": class ids} or {"detections": (boxes, scores, classes)}.
+ANALYSERS = {
+    "segmentation": lambda kinds, params, min_score: {"mask": kinds["logits"].argmax(-1)},
+    "detection": lambda kinds, params, min_score: {"detections": detections(kinds, params, min_score)},
+}
+
+
 def analyse(outputs: dict, meta: dict, min_score: float) -> dict:
-    """{task: {"mask": class ids} or {"detections": (boxes, scores, classes)}}."""
+    """{task: its type's results} (see ANALYSERS); tasks of a type this runner does not know
+    are left out, with a warning once."""
     results = {}
     for task, kinds in by_task(outputs, meta).items():
-        if "logits" in kinds:
-            results[task] = {"mask": kinds["logits"].argmax(-1)}
-        elif "boxes" in kinds or "box_encodings" in kinds:
-            results[task] = {"detections": detections(kinds, meta["tasks"][task], min_score)}
+        kind = task_type(meta, task)
+        if kind in ANALYSERS:
+            results[task] = ANALYSERS[kind](kinds, meta["tasks"][task], min_score)
+        elif len(kinds) == 1 and next(iter(kinds.values())).ndim == 3:
+            results[task] = {"map": next(iter(kinds.values()))}  # a dense map of a type unknown here
+        elif kind not in _WARNED:
+            _WARNED.add(kind)
+            print(f"warning: task {task} has type {kind}, which this runner does not draw", file=sys.stderr)
     return results
+
+
+_WARNED: set = set()
+
+
+def summarize(result: dict, params: dict):
+    """One task's result of a frame for --json: a mask's class histogram, the number of
+    detections, or a map's mean value."""
+    if "mask" in result:
+        return np.bincount(result["mask"].reshape(-1), minlength=len(params["classes"])).tolist()
+    if "detections" in result:
+        return len(result["detections"][0])
+    return round(float(np.mean(result["map"])), 5)
 
 
 # ------------------------------------------------------------------ main loop
@@ -280,9 +316,7 @@ def main(argv=None):
         shown = draw(frame, results, meta, fps)
         frames += 1
         summary.append({
-            task: (np.bincount(r["mask"].reshape(-1), minlength=len(meta["tasks"][task]["classes"])).tolist()
-                   if "mask" in r else len(r["detections"][0]))
-            for task, r in results.items()
+            task: summarize(r, meta["tasks"][task]) for task, r in results.items()
         } | {"ms": round(elapsed * 1000, 2)})
         if args.output:
             if writer is None:

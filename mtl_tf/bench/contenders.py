@@ -69,7 +69,8 @@ def build_models(recipe: Recipe) -> dict:
 
 
 # Bumped whenever the conversion changes, so cached artifacts of an older conversion are not timed.
-ARTIFACT_FORMAT = 5  # 2: fixed batch-1 signature; 3: float model input; 4: int8 input CAST + QUANTIZE; 5: float L2 norm
+ARTIFACT_FORMAT = 6  # 2: fixed batch-1 signature; 3: float model input; 4: int8 input CAST + QUANTIZE; 5: float L2 norm;
+# 6: multitask and single-task models through export's serving graph (per-kind outputs)
 
 
 def artifact_folder(recipe: Recipe, out: Path, calibration: int) -> Path:
@@ -108,6 +109,7 @@ def calibration_images(recipe: Recipe, count: int) -> np.ndarray:
 def prepare_artifacts(recipe: Recipe, folder: Path, runtimes: list[str], images: np.ndarray, log=print) -> dict:
     """Build and convert what `folder` lacks for `runtimes`; returns the stats.json content."""
     from mtl_tf.bench.flops import count_macs
+    from mtl_tf.export.serving import export_serving_model
     from mtl_tf.export.tflite import convert_tflite, export_saved_model, write_atomic
     from mtl_tf.train.fit import save_model
 
@@ -133,7 +135,11 @@ def prepare_artifacts(recipe: Recipe, folder: Path, runtimes: list[str], images:
                 started = time.perf_counter()
                 log(f"converting {name} to {runtime} ...")
                 quantization = _QUANTIZATION[runtime]
-                saved = export_saved_model(model, work / runtime, "uint8" if quantization == "int8" else None)
+                int8_input = "uint8" if quantization == "int8" else None
+                if hasattr(model, "tasks"):  # the very serving graph `mtl-tf export` ships
+                    saved = export_serving_model(model, work / runtime, int8_input=int8_input)
+                else:  # the trunk: its taps
+                    saved = export_saved_model(model, work / runtime, int8_input)
                 data = convert_tflite(saved, quantization, lambda: (image[None] for image in images))
                 write_atomic(artifact(folder, name, runtime), data)
                 log(f"  {artifact(folder, name, runtime).name}: {len(data) / 1e6:.1f} MB in {time.perf_counter() - started:.0f} s")

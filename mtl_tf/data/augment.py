@@ -1,11 +1,15 @@
-"""Training augmentation that moves image, boxes and mask together (the recipe's `data.augment`).
+"""Training augmentation that moves the image and every task's labels together (the recipe's
+`data.augment`).
 
 Order (as in SSD): colour distortion, zoom-out (expand), IoU-constrained crop, resize to the
 input size, flips. Expand and crop are composed into one window in the source image's normalized
 coordinates (it may reach outside the image), so the image is resampled once: bilinear for the
-image (canvas filled with `expand.fill`), nearest for the mask (canvas 255 = ignore). Boxes are
-mapped into the window, clipped to it, and dropped when nothing (or at most `crop.min_visible` of
-their area) is left; every per-box key (`box_*`) follows. has_<task> flags are never touched.
+image (canvas filled with `expand.fill`), and each label map as its task's spec says (nearest or
+bilinear, canvas filled with the spec's `fill`: 255 = ignore for masks). Boxes are mapped into the
+window, clipped to it, and dropped when nothing (or at most `crop.min_visible` of their area) is
+left; the task's per-box keys follow. Flips mirror maps (negating the channels the spec names,
+like surface normals' x) and boxes. What moves how comes from the tasks' label specs
+(`label_layout`), never from key names. has_<task> flags are never touched.
 
 Randomness is stateless: each example gets its own seed from the pipeline, so a seed fixes the
 result even under a parallel map.
@@ -21,40 +25,80 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from mtl_tf.data.example import IGNORE
+from dataclasses import dataclass, field
+
+from mtl_tf.data.labels import LabelKey
 from mtl_tf.tasks.detection.boxes import iou_matrix
 
 IDENTITY = (0.0, 0.0, 1.0, 1.0)  # a window (ymin, xmin, ymax, xmax) covering the whole image
 
 
+@dataclass(frozen=True)
+class TaskLayout:
+    """One task's example keys by geometry: label maps (with their specs), its boxes key and
+    the per-box keys that follow it."""
+
+    maps: dict = field(default_factory=dict)  # example key -> LabelKey
+    boxes: str | None = None
+    per_box: tuple = ()
+
+
+def label_layout(tasks: dict) -> tuple[TaskLayout, ...]:
+    """How each task's example keys move with the image, from the tasks' label specs."""
+    layouts = []
+    for task in tasks.values():
+        spec: dict[str, LabelKey] = task.label_spec()
+        boxes = [task.key(k) for k, v in spec.items() if v.geometry == "boxes"]
+        layouts.append(TaskLayout(
+            maps={task.key(k): v for k, v in spec.items() if v.geometry == "map"},
+            boxes=boxes[0] if boxes else None,
+            per_box=tuple(task.key(k) for k, v in spec.items() if v.geometry == "per_box"),
+        ))
+    return tuple(layouts)
+
+
+def _box_keys(example: dict, layout) -> list[str]:
+    return [t.boxes for t in layout if t.boxes is not None and t.boxes in example]
+
+
 # ---------------------------------------------------------------- flips
 
 
-def _flip(example: dict, axis: int) -> dict:
-    """Mirror image, mask and boxes together along `axis` (0: upside down, 1: left-right)."""
+def _flip(example: dict, axis: int, layout) -> dict:
+    """Mirror the image and every task's maps and boxes together along `axis` (0: upside down,
+    1: left-right); map channels the spec names for this axis are negated."""
     out = dict(example)
     out["image"] = tf.reverse(example["image"], axis=[axis])
-    if "mask" in example:
-        out["mask"] = tf.reverse(example["mask"], axis=[axis])
-    if "boxes" in example:
-        y0, x0, y1, x1 = tf.unstack(example["boxes"], 4, axis=1)
+    for task in layout:
+        for key, spec in task.maps.items():
+            if key not in example:
+                continue
+            value = tf.reverse(example[key], axis=[axis])
+            channel = spec.negated_channel(axis)
+            if channel is not None:
+                sign = [1.0] * spec.shape[-1]
+                sign[channel] = -1.0
+                value = value * tf.constant(sign, value.dtype)
+            out[key] = value
+    for key in _box_keys(example, layout):
+        y0, x0, y1, x1 = tf.unstack(example[key], 4, axis=1)
         flipped = [y0, 1.0 - x1, y1, 1.0 - x0] if axis == 1 else [1.0 - y1, x0, 1.0 - y0, x1]
-        out["boxes"] = tf.stack(flipped, axis=1)
+        out[key] = tf.stack(flipped, axis=1)
     return out
 
 
-def horizontal_flip(example: dict) -> dict:
-    """Mirror image, mask and boxes left-right together."""
-    return _flip(example, 1)
+def horizontal_flip(example: dict, layout) -> dict:
+    """Mirror the image and the labels `layout` describes left-right together."""
+    return _flip(example, 1, layout)
 
 
-def vertical_flip(example: dict) -> dict:
-    """Mirror image, mask and boxes upside down together."""
-    return _flip(example, 0)
+def vertical_flip(example: dict, layout) -> dict:
+    """Mirror the image and the labels `layout` describes upside down together."""
+    return _flip(example, 0, layout)
 
 
-def _maybe(flip, example: dict, seed) -> dict:
-    return tf.cond(tf.random.stateless_uniform([], seed) < 0.5, lambda: flip(example), lambda: dict(example))
+def _maybe(flip, example: dict, seed, layout) -> dict:
+    return tf.cond(tf.random.stateless_uniform([], seed) < 0.5, lambda: flip(example, layout), lambda: dict(example))
 
 
 # ---------------------------------------------------------------- colour
@@ -136,19 +180,22 @@ def crop_window(seed, boxes: tf.Tensor, aspect: tf.Tensor, cfg) -> tf.Tensor:
     return tf.where(found, windows[first], tf.constant(IDENTITY))
 
 
-def clip_boxes(example: dict, window: tf.Tensor, min_visible: float = 0.0) -> dict:
-    """Boxes mapped into `window`, clipped to it; boxes left with no area (or at most
-    `min_visible` of it) are dropped together with every other per-box key (`box_*`)."""
+def clip_boxes(example: dict, window: tf.Tensor, layout, min_visible: float = 0.0) -> dict:
+    """Every task's boxes mapped into `window`, clipped to it; boxes left with no area (or at
+    most `min_visible` of it) are dropped together with the task's per-box keys."""
     out = dict(example)
-    boxes = boxes_in_window(example["boxes"], window)
-    clipped = tf.clip_by_value(boxes, 0.0, 1.0)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    kept_h, kept_w = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
-    keep = (kept_h > 0) & (kept_w > 0) & (kept_h * kept_w > min_visible * area)
-    out["boxes"] = tf.boolean_mask(clipped, keep)
-    for key, value in example.items():
-        if key.startswith("box_"):
-            out[key] = tf.boolean_mask(value, keep)
+    for task in layout:
+        if task.boxes is None or task.boxes not in example:
+            continue
+        boxes = boxes_in_window(example[task.boxes], window)
+        clipped = tf.clip_by_value(boxes, 0.0, 1.0)
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        kept_h, kept_w = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
+        keep = (kept_h > 0) & (kept_w > 0) & (kept_h * kept_w > min_visible * area)
+        out[task.boxes] = tf.boolean_mask(clipped, keep)
+        for key in task.per_box:
+            if key in example:
+                out[key] = tf.boolean_mask(example[key], keep)
     return out
 
 
@@ -169,9 +216,9 @@ def _crop_and_resize_box(window: tf.Tensor, source_size, out_size) -> tf.Tensor:
     return tf.stack([y0, x0, y1, x1])[None]
 
 
-def resample(example: dict, window: tf.Tensor, out_size, fill) -> dict:
-    """Image (bilinear, outside = `fill`) and mask (nearest, outside = 255) cut to `window`
-    and resized to `out_size`."""
+def resample(example: dict, window: tf.Tensor, out_size, fill, layout) -> dict:
+    """Image (bilinear, outside = `fill`) and every task's label maps (as their spec says,
+    outside = the spec's fill) cut to `window` and resized to `out_size`."""
     out = dict(example)
     image = example["image"]
     box = _crop_and_resize_box(window, tf.shape(image)[:2], out_size)
@@ -179,20 +226,34 @@ def resample(example: dict, window: tf.Tensor, out_size, fill) -> dict:
     shifted = tf.cast(image, tf.float32)[None] - fill  # the canvas becomes `fill`, not a scalar
     resized = tf.image.crop_and_resize(shifted, box, [0], out_size, extrapolation_value=0.0)[0] + fill
     out["image"] = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
-    if "mask" in example:
-        mask = tf.cast(example["mask"], tf.float32)[None, :, :, None]
-        resized = tf.image.crop_and_resize(
-            mask, box, [0], out_size, method="nearest", extrapolation_value=float(IGNORE)
-        )
-        out["mask"] = tf.cast(resized[0, :, :, 0], tf.uint8)
+    for task in layout:
+        for key, spec in task.maps.items():
+            if key in example:
+                out[key] = _resample_map(example[key], spec, box, out_size)
     return out
+
+
+def _resample_map(value: tf.Tensor, spec: LabelKey, box: tf.Tensor, out_size) -> tf.Tensor:
+    """A label map [H, W] or [H, W, C] through tf.image.crop_and_resize, back in its dtype."""
+    planar = len(spec.shape) == 2
+    stacked = tf.cast(value, tf.float32)[None, ..., None] if planar else tf.cast(value, tf.float32)[None]
+    method = "nearest" if spec.resize == "nearest" else "bilinear"
+    resized = tf.image.crop_and_resize(stacked, box, [0], out_size, method=method, extrapolation_value=float(spec.fill))[0]
+    resized = resized[..., 0] if planar else resized
+    dtype = tf.as_dtype(spec.dtype)
+    if dtype.is_integer:
+        return tf.cast(tf.round(tf.clip_by_value(resized, dtype.min, dtype.max)), dtype)
+    if dtype == tf.bool:
+        return resized > 0.5
+    return tf.cast(resized, dtype)
 
 
 # ---------------------------------------------------------------- all together
 
 
-def augment(example: dict, seed: tf.Tensor, cfg, out_size) -> dict:
-    """One example augmented as `cfg` (the recipe's data.augment) says, resized to `out_size`."""
+def augment(example: dict, seed: tf.Tensor, cfg, out_size, layout) -> dict:
+    """One example augmented as `cfg` (the recipe's data.augment) says, resized to `out_size`;
+    `layout` (see `label_layout`) says how the tasks' labels move."""
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 5)
     example = dict(example)
     if cfg.color is not None:
@@ -203,18 +264,18 @@ def augment(example: dict, seed: tf.Tensor, cfg, out_size) -> dict:
             window = expand_window(seeds[1], cfg.expand)
         min_visible = 0.0
         if cfg.crop is not None:
-            has_boxes = "boxes" in example
-            boxes = boxes_in_window(example["boxes"], window) if has_boxes else tf.zeros([0, 4])
+            keys = _box_keys(example, layout)
+            all_boxes = tf.concat([tf.reshape(example[k], [-1, 4]) for k in keys], 0) if keys else tf.zeros([0, 4])
+            boxes = boxes_in_window(all_boxes, window)
             image_shape = tf.cast(tf.shape(example["image"])[:2], tf.float32)
             aspect = image_shape[0] * (window[2] - window[0]) / (image_shape[1] * (window[3] - window[1]))
             window = compose(window, crop_window(seeds[2], boxes, aspect, cfg.crop))
             min_visible = cfg.crop.min_visible
         fill = cfg.expand.fill if cfg.expand is not None else (0, 0, 0)
-        example = resample(example, window, out_size, fill)
-        if "boxes" in example:
-            example = clip_boxes(example, window, min_visible)
+        example = resample(example, window, out_size, fill, layout)
+        example = clip_boxes(example, window, layout, min_visible)
     if cfg.horizontal_flip:
-        example = _maybe(horizontal_flip, example, seeds[3])
+        example = _maybe(horizontal_flip, example, seeds[3], layout)
     if cfg.vertical_flip:
-        example = _maybe(vertical_flip, example, seeds[4])
+        example = _maybe(vertical_flip, example, seeds[4], layout)
     return example

@@ -10,8 +10,10 @@ tasks' class lists, the image format), so a changed recipe never reads a stale c
 
 Writing is resumable: a shard is written under a temporary name and renamed when whole, and an
 existing shard is never rewritten. Examples are stored after `ExampleReader` (resized, class ids
-in the task's order): images and masks as PNG (lossless, so the cache reads back exactly what the
-source gave) or images as JPEG (smaller, lossy); every other key as a serialized tensor.
+in the task's order): images and 8/16-bit label maps (as the tasks' label specs declare them) as
+PNG (lossless, so the cache reads back exactly what the source gave) or images as JPEG (smaller,
+lossy); every other key as a serialized tensor. `mtl-tf data prepare` writes caches through
+`data/prepare.py`.
 """
 
 from __future__ import annotations
@@ -27,9 +29,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from mtl_tf.config import SPLITS
-
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: label keys namespaced per task (<task>/<key>)
 IMAGE_FORMATS = ("png", "jpeg")
 
 
@@ -43,7 +43,7 @@ def source_folder(root, split: str, config, tasks: dict, image_size, image_forma
         "version": FORMAT_VERSION,
         "source": config.model_dump(mode="json"),
         "image_size": list(image_size),
-        "classes": {name: task.classes for name, task in tasks.items()},
+        "tasks": {name: [task.type, task.classes] for name, task in tasks.items()},
         "image_format": image_format,
     }
     key = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
@@ -72,14 +72,27 @@ def _encode_image(image: np.ndarray, image_format: str) -> bytes:
     return data.tobytes()
 
 
-def serialize(example: dict, image_format: str = "png") -> bytes:
-    """One example as a tf.train.Example: image (and mask) encoded, other keys as tensors."""
-    feature = {}
+def png_keys(tasks: dict) -> dict[str, int]:
+    """{example key: channels} of the label maps stored as PNG: 8/16-bit maps of 1, 3 or 4
+    channels, as the tasks' label specs declare them."""
+    keys = {}
+    for task in tasks.values():
+        for name, spec in task.label_spec().items():
+            channels = 1 if len(spec.shape) == 2 else spec.shape[-1]
+            if spec.geometry == "map" and spec.dtype in ("uint8", "uint16") and channels in (1, 3, 4):
+                keys[task.key(name)] = channels
+    return keys
+
+
+def serialize(example: dict, tasks: dict, image_format: str = "png") -> bytes:
+    """One example as a tf.train.Example: the image and the `png_keys` label maps encoded,
+    other keys as tensors."""
+    feature, pngs = {}, png_keys(tasks)
     for key, value in example.items():
         value = np.asarray(value)
         if key == "image":
             data = _encode_image(value, image_format)
-        elif key == "mask":
+        elif key in pngs:
             data = _encode_image(value, "png")
         else:
             data = tf.make_tensor_proto(value).SerializeToString()
@@ -144,45 +157,21 @@ def _write_shard(reader, indices, record: Path, count_file: Path, image_format: 
             example = reader.read(0, i)
             if progress is not None:
                 progress.update(1)
-            writer.write(serialize(example, image_format))
+            writer.write(serialize(example, reader.tasks, image_format))
             count += 1
     count_file.write_text(json.dumps({"count": count}))
     os.replace(tmp, record)  # the shard exists under its final name only when whole
     return count
 
 
-def prepare(recipe, splits=SPLITS, shard_size: int = 512, image_format: str = "png", progress: bool = True) -> list[dict]:
-    """Cache every source of the recipe's `splits` under `recipe.data.cache`; returns one summary
-    per source (split, folder, count, shards, whether it was already complete)."""
-    from mtl_tf.data.pipeline import ExampleReader
-    from mtl_tf.tasks import build_tasks
-
-    data = recipe.data
-    if not data.cache:
-        raise CacheError("the recipe has no data.cache folder; add one or pass --set data.cache=DIR")
-    tasks = build_tasks(recipe.tasks, data.image_size)
-    jobs = []
-    for split in splits:
-        for config in getattr(data, split):
-            folder = source_folder(data.cache, split, config, tasks, data.image_size, image_format)
-            jobs.append((split, config, folder))
-    readers = [ExampleReader([config], tasks, data.image_size) for _, config, _ in jobs]
-    summaries = []
-    with tqdm(total=sum(len(r) for r in readers), unit="img", desc="prepare", disable=not progress) as bar:
-        for (split, _, folder), reader in zip(jobs, readers):
-            already = (folder / "complete.json").is_file()
-            complete = write_source(reader, folder, shard_size, image_format, bar)
-            summaries.append({"split": split, "folder": str(folder), "count": complete["count"],
-                              "shards": len(complete["shards"]), "already_complete": already})
-    return summaries
-
-
 # ---------------------------------------------------------------- reading
 
 
-def parse_fn(signature: dict, image_format: str):
-    """A graph function: serialized tf.train.Example -> example dict matching `signature`."""
+def parse_fn(signature: dict, tasks: dict, image_format: str):
+    """A graph function: serialized tf.train.Example -> example dict matching `signature` (the
+    examples' tf.TensorSpecs)."""
     features = {key: tf.io.FixedLenFeature([], tf.string) for key in signature}
+    pngs = png_keys(tasks)
 
     def parse(record):
         raw = tf.io.parse_single_example(record, features)
@@ -191,8 +180,9 @@ def parse_fn(signature: dict, image_format: str):
             if key == "image":
                 decode = tf.io.decode_jpeg if image_format == "jpeg" else tf.io.decode_png
                 value = decode(raw[key], channels=3)
-            elif key == "mask":
-                value = tf.io.decode_png(raw[key], channels=1)[..., 0]
+            elif key in pngs:
+                value = tf.io.decode_png(raw[key], channels=pngs[key], dtype=spec.dtype)
+                value = value[..., 0] if len(spec.shape) == 2 else value
             else:
                 value = tf.io.parse_tensor(raw[key], spec.dtype)
             example[key] = tf.ensure_shape(value, spec.shape)

@@ -20,10 +20,12 @@ import numpy as np
 import tensorflow as tf
 
 from mtl_tf.data import augment as augment_lib
+from mtl_tf.data import cache as cache_lib
 from mtl_tf.data import mixing as mixing_lib
 from mtl_tf.data import skipping
-from mtl_tf.data.augment import horizontal_flip  # noqa: F401  (kept importable from here)
-from mtl_tf.data.example import DataError  # noqa: F401  (re-exported: the CLI catches it here)
+from mtl_tf.data.binding import bind_targets
+from mtl_tf.data.example import DataError
+from mtl_tf.data.labels import resize_image, resize_map
 from mtl_tf.data.sources import build_source
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -41,6 +43,12 @@ def example_signature(tasks: dict, image_size) -> dict:
 class ExampleReader:
     """Reads examples from the recipe's sources in order, fitted to the recipe's tasks.
 
+    Each source's label kinds are bound to tasks (data/binding.py); an example's labels of a
+    bound kind become that task's labels, namespaced under the task's name, with class ids
+    remapped to the task's list; a task whose kind the example lacks is flagged has_<task>=False
+    with placeholder labels. The image is resized to the recipe's size (bilinear) and every
+    label map as its task's spec says.
+
     Sources configured with `skip_invalid: true` are checked once here and replaced by their
     valid subset (data/skipping.py); `skipped` maps each such source to its problems, and a
     summary of them is printed.
@@ -50,7 +58,7 @@ class ExampleReader:
         self.tasks = tasks
         self.image_size = tuple(image_size)
         self.sources = [build_source(cfg, self.image_size) for cfg in source_configs]
-        self._maps = [self._class_maps(cfg) for cfg in source_configs]
+        self._bindings = [self._binding(cfg) for cfg in source_configs]
         self.skipped = {}
         for s, cfg in enumerate(source_configs):
             if getattr(cfg, "skip_invalid", False):
@@ -61,34 +69,44 @@ class ExampleReader:
     def __len__(self) -> int:
         return sum(len(s) for s in self.sources)
 
-    def _class_maps(self, source_config) -> dict:
-        """Per task, a lookup from the source's class ids to the task's class ids."""
-        maps = {}
-        for name, task in self.tasks.items():
-            names = source_config.class_names(name)
-            maps[name] = np.array([task.classes.index(n) for n in names], np.int64)
-        return maps
+    def _binding(self, source_config) -> dict:
+        """{task: (label kind, lookup from the source's class ids to the task's or None)}."""
+        binding = {}
+        for kind, name in bind_targets(source_config, self.tasks).items():
+            task, names = self.tasks[name], source_config.class_names(kind)
+            lookup = np.array([task.classes.index(n) for n in names], np.int64) if task.classes else None
+            binding[name] = (kind, lookup)
+        return binding
 
     def read(self, source_index: int, index: int) -> dict:
         source = self.sources[source_index]
         raw = source[index]
-        example = {"image": raw["image"]}
-        for name, task in self.tasks.items():
-            has = bool(raw.get(task.has_key, False))
-            labels = {k: raw[k] for k in task.example_spec() if k in raw} if has else task.placeholder()
-            example.update(labels)
-            example[task.has_key] = has
-            if has:
-                problem = task.remap_classes(example, self._maps[source_index][name])
-                problem = problem or task.check_example(example)
-                if problem:
-                    raise DataError(f"{source.describe()} example {index}: {task.name} labels: {problem}")
-        if example["image"].shape != (*self.image_size, 3) or example["image"].dtype != np.uint8:
+        image = raw["image"]
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise DataError(
-                f"{source.describe()} example {index}: image must be uint8 {(*self.image_size, 3)}, "
-                f"got {example['image'].dtype} {example['image'].shape}"
+                f"{source.describe()} example {index}: image must be uint8 [H, W, 3], "
+                f"got {getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}"
             )
+        example = {"image": resize_image(image, self.image_size)}
+        for name, task in self.tasks.items():
+            kind, lookup = self._bindings[source_index].get(name, (None, None))
+            has = kind is not None and kind in raw
+            labels = task.from_source(raw) if has else task.placeholder()
+            if has:
+                problem = task.remap_classes(labels, lookup) if lookup is not None else None
+                labels = self._fit(task, labels)
+                problem = problem or task.check_example(labels, example["image"])
+                if problem:
+                    raise DataError(f"{source.describe()} example {index}: {name} labels: {problem}")
+            example.update(task.namespaced(labels))
+            example[task.has_key] = has
         return example
+
+    def _fit(self, task, labels: dict) -> dict:
+        """Label maps resized to the recipe's size as the task's spec says."""
+        spec = task.label_spec()
+        return {k: resize_map(v, self.image_size, spec[k].resize) if spec[k].geometry == "map" and np.ndim(v) >= 2 else v
+                for k, v in labels.items()}
 
     def __iter__(self):
         for s, source in enumerate(self.sources):
@@ -152,17 +170,13 @@ def load_sources(configs: list, tasks: dict, image_size, cache=None, split: str 
     is complete (see data/cache.py), else read from the source (kept in memory after one pass)."""
     sources = []
     for config in configs:
-        folder = None
-        if cache:
-            from mtl_tf.data import cache as cache_lib
-
-            folder = cache_lib.find_complete(cache, split, config, tasks, image_size)
+        folder = cache_lib.find_complete(cache, split, config, tasks, image_size) if cache else None
         if folder is None:
             reader = ExampleReader([config], tasks, image_size)
             sources.append(SourceExamples(examples_dataset(reader), len(reader)))
             continue
         records, complete = cache_lib.read_records(folder, ordered=split != "train")
-        decode = cache_lib.parse_fn(example_signature(tasks, image_size), complete["image_format"])
+        decode = cache_lib.parse_fn(example_signature(tasks, image_size), tasks, complete["image_format"])
         sources.append(SourceExamples(records, complete["count"], f"cache:{complete['image_format']}", decode))
     return sources
 
@@ -203,7 +217,8 @@ def training_batches(
     out_size = tuple(ds.element_spec["image"].shape[:2])
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     ds = tf.data.Dataset.zip(ds, seeds)
-    ds = ds.map(lambda ex, s: augment_lib.augment(ex, s, augment, out_size), num_parallel_calls=AUTOTUNE)
+    layout = augment_lib.label_layout(tasks)
+    ds = ds.map(lambda ex, s: augment_lib.augment(ex, s, augment, out_size, layout), num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda ex: encode(ex, tasks), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
     options = tf.data.Options()
@@ -239,16 +254,12 @@ def validation_batches(examples: tf.data.Dataset, tasks: dict, batch_size: int) 
     return ds.batch(batch_size).prefetch(AUTOTUNE)
 
 
-def evaluation_batches(examples: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-    """Raw examples in a fixed order, variable-length labels padded (box class -1)."""
-    padding = {k: _pad_value(k, spec) for k, spec in examples.element_spec.items()}
+def evaluation_batches(examples: tf.data.Dataset, tasks: dict, batch_size: int) -> tf.data.Dataset:
+    """Raw examples in a fixed order, variable-length labels padded with their spec's `pad`
+    (box classes: -1)."""
+    pads = {task.key(k): spec.pad for task in tasks.values() for k, spec in task.label_spec().items()}
+    padding = {k: tf.cast(tf.constant(pads.get(k, 0)), spec.dtype) for k, spec in examples.element_spec.items()}
     return examples.padded_batch(batch_size, padding_values=padding).prefetch(AUTOTUNE)
-
-
-def _pad_value(key: str, spec: tf.TensorSpec):
-    if key == "box_classes":
-        return tf.constant(-1, spec.dtype)
-    return tf.constant(0, spec.dtype) if spec.dtype != tf.bool else tf.constant(False)
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:

@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image
 from pydantic import Field
 
-from mtl_tf.config import Strict
-from mtl_tf.data.example import empty_boxes, empty_mask, pixel_xyxy_to_rel_yxyx
+from mtl_tf.config import SourceSection
+from mtl_tf.data.example import empty_boxes, pixel_xyxy_to_rel_yxyx
 
 SURFACE_CLASSES = ["ground", "road", "building", "water", "vegetation"]
 OBJECT_CLASSES = ["pedestrian", "cyclist", "car", "bus"]
@@ -32,7 +32,7 @@ OBJECT_SIZE = {PEDESTRIAN: (0.035, 0.035), CYCLIST: (0.06, 0.03), CAR: (0.09, 0.
 class SyntheticAerialSource:
     """A source of synthetic aerial scenes, indexable and deterministic by (seed, index)."""
 
-    class Config(Strict):
+    class Config(SourceSection):
         type: Literal["synthetic_aerial"] = "synthetic_aerial"
         num_images: int = Field(ge=1)
         seed: int = 0
@@ -40,9 +40,17 @@ class SyntheticAerialSource:
             "both", description="which labels the examples carry (the others are flagged missing)"
         )
         max_objects: int = Field(12, ge=0)
+        mask: Literal["surface", "objects"] = Field(
+            "surface", description="what the mask labels: the surface classes (ground, road, ...), or the "
+            "objects' footprints (background, then the object classes, each object's box filled)"
+        )
 
-        def class_names(self, task: str) -> list[str]:
-            return {"detection": OBJECT_CLASSES, "segmentation": SURFACE_CLASSES}.get(task, [])
+        def label_kinds(self) -> list[str]:
+            return {"both": ["boxes", "mask"], "boxes": ["boxes"], "masks": ["mask"]}[self.labels]
+
+        def class_names(self, kind: str) -> list[str]:
+            masks = SURFACE_CLASSES if self.mask == "surface" else ["background", *OBJECT_CLASSES]
+            return {"boxes": OBJECT_CLASSES, "mask": masks}.get(kind, []) if kind in self.label_kinds() else []
 
     def __init__(self, config: Config, image_size: tuple[int, int]):
         self.config = config
@@ -54,23 +62,29 @@ class SyntheticAerialSource:
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.config.seed, index])
         image, mask, boxes, classes = render_scene(rng, *self.image_size, self.config.max_objects)
-        has_det = self.config.labels in ("both", "boxes")
-        has_seg = self.config.labels in ("both", "masks")
-        if not has_det:
-            boxes, classes = empty_boxes()
-        if not has_seg:
-            mask = empty_mask(*self.image_size)
-        return {
-            "image": image,
-            "boxes": boxes,
-            "box_classes": classes,
-            "mask": mask,
-            "has_detection": has_det,
-            "has_segmentation": has_seg,
-        }
+        example = {"image": image}
+        kinds = self.config.label_kinds()
+        if "boxes" in kinds:
+            example.update(boxes=boxes, box_classes=classes)
+        if "mask" in kinds:
+            example["mask"] = mask if self.config.mask == "surface" else footprints(boxes, classes, self.image_size)
+        return example
 
     def describe(self) -> str:
-        return f"synthetic_aerial(seed={self.config.seed}, labels={self.config.labels})"
+        mask = "" if self.config.mask == "surface" else f", mask={self.config.mask}"
+        return f"synthetic_aerial(seed={self.config.seed}, labels={self.config.labels}{mask})"
+
+
+def footprints(boxes: np.ndarray, classes: np.ndarray, image_size) -> np.ndarray:
+    """A mask of object footprints: 0 background, class + 1 inside each object's box (later
+    objects over earlier ones, as they are drawn)."""
+    height, width = image_size
+    mask = np.zeros((height, width), np.uint8)
+    for (y0, x0, y1, x1), cls in zip(boxes, classes):
+        rows = slice(int(round(y0 * height)), max(int(round(y1 * height)), int(round(y0 * height)) + 1))
+        cols = slice(int(round(x0 * width)), max(int(round(x1 * width)), int(round(x0 * width)) + 1))
+        mask[rows, cols] = cls + 1
+    return mask
 
 
 # ---------------------------------------------------------------- rendering

@@ -34,7 +34,7 @@ def run_evaluate(
 ) -> dict:
     """{task: metrics} on the recipe's `split`; with `report`, also metrics.json and figures there."""
     examples = split_examples(predictor, split)
-    batches = pipeline.evaluation_batches(examples, batch_size)
+    batches = pipeline.evaluation_batches(examples, predictor.tasks, batch_size)
     evaluators = run_evaluators(predictor.infer, predictor.tasks, batches, progress=progress)
     results = {name: ev.result() for name, ev in evaluators.items()}
     if report is not None:
@@ -50,15 +50,14 @@ def run_evaluate(
 
 def write_prediction_grid(predictor: Predictor, examples, count: int, path: Path) -> None:
     """Predictions next to ground truth for the first `count` examples."""
-    batch = next(pipeline.evaluation_batches(examples.take(count), count).as_numpy_iterator())
+    batch = next(pipeline.evaluation_batches(examples.take(count), predictor.tasks, count).as_numpy_iterator())
     predictions = predictor.predict(batch["image"])
     truths, predicted = [], []
     for i in range(len(batch["image"])):
-        truths.append({k: v[i] for k, v in batch.items()})
-        merged = {}
-        for name, task in predictor.tasks.items():
-            merged.update(task.labels_from_prediction(predictions[name], i))
-        predicted.append(merged)
+        tasks = predictor.tasks.items()
+        truths.append({name: {k: v[i] for k, v in task.own(batch).items()} if batch[task.has_key][i] else None
+                       for name, task in tasks})
+        predicted.append({name: task.labels_from_prediction(predictions[name], i) for name, task in tasks})
     plot_overlays(batch["image"], truths, predicted, predictor.tasks, path)
 
 

@@ -18,12 +18,9 @@ from typing import Callable
 from mtl_tf.export.metadata import build_metadata, write_metadata
 from mtl_tf.export.serving import export_serving_model
 from mtl_tf.export.tflite import ExportError, builtin_only, convert_tflite, tflite_signature, write_atomic
+from mtl_tf.export.verify import VerificationError, Verifier, format_report
 
 MIN_CALIBRATION_IMAGES = 100
-
-
-class VerificationError(ExportError):
-    """An artifact's metric drop against the float Keras model exceeds the recipe's threshold."""
 
 
 def replace_folder(staging: Path, final: Path) -> None:
@@ -186,8 +183,6 @@ def run_export(
         variants.append(Variant(variant_name("onnx", nms), "onnx", model, nms))
     check = None
     if verify:
-        from mtl_tf.export.verify import Verifier, format_report
-
         log("evaluating the Keras model on the validation split (the --verify reference)")
         check = Verifier(model, recipe)
     recipe_dict = recipe.to_dict() if recipe is not None else None

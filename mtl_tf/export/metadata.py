@@ -8,7 +8,7 @@ from pathlib import Path
 from mtl_tf.export.tflite import write_atomic
 
 METADATA = "metadata.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: each task records its name and type
 
 
 def output_task_kind(name: str, tasks) -> tuple[str, str]:
@@ -35,6 +35,8 @@ def build_metadata(
     tasks = {}
     for name, task in model.tasks.items():
         tasks[name] = {
+            "name": name,
+            "type": task.type,
             "classes": task.classes,
             "config": task.config.model_dump(mode="json"),
             **task.export_parameters(),

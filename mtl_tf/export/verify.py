@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mtl_tf.export.job import VerificationError
+from mtl_tf.export.tflite import ExportError
 
 DEFAULT_MAX_DROP = 0.02
+
+
+class VerificationError(ExportError):
+    """`--verify` rejected an artifact: a task's primary metric dropped too far."""
 
 
 class Verifier:
@@ -37,6 +41,7 @@ class Verifier:
             report[name] = metric_deltas(self.reference[name], results[name])
             key = task.primary_metric
             drop = self.reference[name][key] - results[name][key]
+            drop = drop if task.higher_is_better(key) else -drop  # a worse value is a positive drop
             limit = self.recipe.export.max_drop.get(name, DEFAULT_MAX_DROP)
             report[name]["primary"] = {"metric": key, "drop": drop, "max_drop": limit, "ok": drop <= limit}
             if drop > limit:

@@ -38,7 +38,9 @@ def plot_curves(history: dict[str, list[float]], tasks: dict, path: str | Path) 
             if key.startswith(prefix) and key != f"val_{name}_loss":
                 metric_ax.plot(epochs, values, marker=".", label=key.removeprefix(prefix))
         metric_ax.set_title(f"{name}: validation metrics")
-        metric_ax.set_ylim(0, 1)
+        shown = np.concatenate([line.get_ydata() for line in metric_ax.lines]) if metric_ax.lines else np.zeros(1)
+        if np.nanmin(shown, initial=0) >= 0 and np.nanmax(shown, initial=0) <= 1:
+            metric_ax.set_ylim(0, 1)  # rates and scores; errors (lower is better) keep their own scale
         metric_ax.set_xlabel("epoch")
         for ax in (loss_ax, metric_ax):
             ax.grid(alpha=0.3)
@@ -50,7 +52,9 @@ def plot_curves(history: dict[str, list[float]], tasks: dict, path: str | Path) 
 
 
 def plot_overlays(images, truths: list[dict], predictions: list[dict], tasks: dict, path: str | Path) -> None:
-    """A grid: one row per image, prediction then ground truth for each task."""
+    """A grid: one row per image, prediction then ground truth for each task. `truths` and
+    `predictions` hold one {task: plain-named labels, or None where the task has no label} per
+    image."""
     from mtl_tf.report.render import render_all
 
     rows, cols = len(images), 2 * len(tasks)
@@ -60,7 +64,7 @@ def plot_overlays(images, truths: list[dict], predictions: list[dict], tasks: di
             for c, (labels, kind) in enumerate(((predictions[r], "prediction"), (truths[r], "truth"))):
                 ax = axes[r, 2 * t + c]
                 ax.imshow(render_all(image, labels, {name: task}, min_side=256))
-                if not labels.get(task.has_key, True):
+                if labels.get(name) is None:
                     ax.text(0.5, 0.5, "no label", transform=ax.transAxes, ha="center", color="white")
                 ax.set_axis_off()
                 if r == 0:
@@ -89,7 +93,7 @@ def plot_pr_curves(curves: dict, ap: dict, path: str | Path, title: str = "preci
     plt.close(fig)
 
 
-def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str | Path) -> None:
+def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str | Path, title: str | None = None) -> None:
     """Row-normalized confusion matrix (truth rows, predicted columns), percentages annotated."""
     m = np.asarray(matrix, np.float64)
     rows = m / np.maximum(m.sum(1, keepdims=True), 1)
@@ -100,6 +104,8 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str 
     ax.set_yticks(range(n), class_names, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("truth")
+    if title:
+        ax.set_title(title, fontsize=9)
     for i in range(n):
         for j in range(n):
             ax.text(j, i, f"{100 * rows[i, j]:.0f}", ha="center", va="center", fontsize=7,

@@ -45,24 +45,28 @@ def draw_boxes(image: np.ndarray, boxes, classes, class_names: list[str], scores
     return np.asarray(canvas)
 
 
-def enlarge(image: np.ndarray, labels: dict, min_side: int) -> tuple[np.ndarray, dict]:
-    """`image` and its mask label repeated by a whole factor so the short side reaches
-    `min_side` (pixels stay crisp, mask ids stay ids); normalized boxes need no change."""
+def enlarge(image: np.ndarray, labels: dict, tasks: dict, min_side: int) -> tuple[np.ndarray, dict]:
+    """`image` and its per-task label maps repeated by a whole factor so the short side reaches
+    `min_side` (pixels stay crisp, ids stay ids); normalized boxes need no change."""
     factor = int(np.ceil(min_side / min(image.shape[:2])))
     if factor <= 1:
         return image, labels
-    grow = lambda a: np.repeat(np.repeat(a, factor, axis=0), factor, axis=1)  # noqa: E731
-    if "mask" in labels:
-        labels = {**labels, "mask": grow(np.asarray(labels["mask"]))}
-    return grow(image), labels
+    grow = lambda a: np.repeat(np.repeat(np.asarray(a), factor, axis=0), factor, axis=1)  # noqa: E731
+    grown = {}
+    for name, own in labels.items():
+        spec = tasks[name].label_spec() if name in tasks else {}
+        grown[name] = None if own is None else {
+            k: grow(v) if k in spec and spec[k].geometry == "map" else v for k, v in own.items()
+        }
+    return grow(image), grown
 
 
 def render_all(image: np.ndarray, labels: dict, tasks: dict, min_side: int = 0) -> np.ndarray:
-    """Every task's labels drawn on one image (masks first, boxes on top); small images are
-    first enlarged to `min_side` so labels stay legible."""
-    image, labels = enlarge(image, labels, min_side)
-    ordered = sorted(tasks.values(), key=lambda t: 0 if "mask" in t.example_spec() else 1)
-    for task in ordered:
-        if labels.get(task.has_key, True):
-            image = task.render(image, labels)
+    """Every task's labels drawn on one image, in the tasks' `draw_order` (dense maps first,
+    boxes on top). `labels`: {task: plain-named labels, or None where the task has no label};
+    small images are first enlarged to `min_side` so labels stay legible."""
+    image, labels = enlarge(image, labels, tasks, min_side)
+    for name, task in sorted(tasks.items(), key=lambda item: item[1].draw_order):
+        if labels.get(name) is not None:
+            image = task.render(image, labels[name])
     return image

@@ -1,4 +1,4 @@
-"""The registry of tasks: the recipe's `tasks:` keys -> task classes."""
+"""The registry of task types: a task section's `type` (default: its name) -> task class."""
 
 from __future__ import annotations
 
@@ -7,17 +7,26 @@ from mtl_tf.tasks.detection import DetectionTask
 from mtl_tf.tasks.segmentation import SegmentationTask
 
 TASKS: dict[str, type[Task]] = {
-    DetectionTask.name: DetectionTask,
-    SegmentationTask.name: SegmentationTask,
+    DetectionTask.type: DetectionTask,
+    SegmentationTask.type: SegmentationTask,
 }
+
+
+def task_class(name: str, config) -> type[Task]:
+    """The task type of the task `name` configured by `config` (a config model or plain dict)."""
+    if isinstance(config, dict):
+        return TASKS[config.get("type") or name]
+    if config.type:
+        return TASKS[config.type]
+    return next((cls for cls in TASKS.values() if isinstance(config, cls.Config)), TASKS.get(name))
 
 
 def build_tasks(task_configs: dict, image_size: tuple[int, int]) -> dict[str, Task]:
     """Task objects from validated task configs (or their plain-dict form), in recipe order."""
     tasks = {}
     for name, config in task_configs.items():
-        cls = TASKS[name]
+        cls = task_class(name, config)
         if isinstance(config, dict):
-            config = cls.Config.model_validate(config)
-        tasks[name] = cls(config, image_size)
+            config = cls.Config.model_validate({**config, "type": cls.type})
+        tasks[name] = cls(config, image_size, name)
     return tasks

@@ -10,17 +10,16 @@ import numpy as np
 import tensorflow as tf
 from pydantic import Field
 
-from mtl_tf.config import ClassNames, Strict
-from mtl_tf.data.example import IGNORE, empty_mask
+from mtl_tf.config import ClassTaskConfig
+from mtl_tf.data.example import IGNORE
+from mtl_tf.data.labels import LabelKey
 from mtl_tf.evaluate.segmentation import ConfusionMatrixEvaluator
 from mtl_tf.tasks.base import Task
 
 _cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
 
 
-class SegmentationConfig(Strict):
-    classes: ClassNames
-    loss_weight: float = Field(1.0, ge=0)
+class SegmentationConfig(ClassTaskConfig):
     output_stride: Literal[1, 2, 4, 8] = Field(
         1, description="the head's logits at 1/output_stride of the input size; the loss, the "
         "evaluation and `predict` upsample them (bilinear) to the image, an exported model leaves "
@@ -50,17 +49,17 @@ def full_resolution(logits, size):
 class SegmentationTask(Task):
     """Per-pixel classes; raw output: logits [B, H, W, C]. Pixels labelled IGNORE are skipped."""
 
-    name: ClassVar[str] = "segmentation"
+    type: ClassVar[str] = "segmentation"
     Config: ClassVar = SegmentationConfig
+    source_kind: ClassVar[str] = "mask"
     primary_metric: ClassVar[str] = "miou"
     taps: ClassVar[tuple[str, ...]] = ("C4", "C5")
+    draw_order: ClassVar[int] = 0
 
     # -- data side --------------------------------------------------------------------
-    def example_spec(self):
-        return {"mask": tf.TensorSpec([None, None], tf.uint8)}
-
-    def placeholder(self):
-        return {"mask": empty_mask(*self.image_size)}
+    @classmethod
+    def label_spec(cls):
+        return {"mask": LabelKey("uint8", (None, None), "map", resize="nearest", fill=IGNORE, pad=IGNORE)}
 
     def remap_classes(self, example, lookup):
         mask = np.asarray(example["mask"])
@@ -73,10 +72,10 @@ class SegmentationTask(Task):
         example["mask"] = table[mask]
         return None
 
-    def check_example(self, example):
-        mask = np.asarray(example["mask"])
-        if mask.shape != tuple(np.asarray(example["image"]).shape[:2]):
-            return f"mask of shape {mask.shape} for an image of shape {np.asarray(example['image']).shape}"
+    def check_example(self, labels, image):
+        mask = np.asarray(labels["mask"])
+        if mask.shape != tuple(np.asarray(image).shape[:2]):
+            return f"mask of shape {mask.shape} for an image of shape {np.asarray(image).shape}"
         values = np.unique(mask)
         bad = values[(values >= len(self.classes)) & (values != IGNORE)]
         if bad.size:
@@ -84,8 +83,8 @@ class SegmentationTask(Task):
         return None
 
     def encode(self, example):
-        """Target: class ids [H, W] (IGNORE -> 0); weight: has_segmentation * (mask != IGNORE)."""
-        mask = tf.cast(example["mask"], tf.int32)
+        """Target: class ids [H, W] (IGNORE -> 0); weight: has_<task> * (mask != IGNORE)."""
+        mask = tf.cast(example[self.key("mask")], tf.int32)
         labelled = tf.cast(mask != IGNORE, tf.float32) * tf.cast(example[self.has_key], tf.float32)
         return tf.where(mask == IGNORE, 0, mask), labelled
 
@@ -121,25 +120,39 @@ class SegmentationTask(Task):
         return ConfusionMatrixEvaluator(self.classes)
 
     def update_evaluator(self, evaluator, batch, predictions):
+        masks = batch[self.key("mask")]
         for i in np.flatnonzero(batch[self.has_key]):
-            evaluator.add_image(batch["mask"][i], predictions["mask"][i])
+            evaluator.add_image(masks[i], predictions["mask"][i])
 
     def write_figures(self, evaluator, folder):
         from mtl_tf.report.plots import plot_confusion_matrix
 
-        plot_confusion_matrix(evaluator.matrix, self.classes, Path(folder) / "confusion_matrix.png")
-        return ["confusion_matrix.png"]
+        name = f"{self.name}_confusion_matrix.png"
+        plot_confusion_matrix(evaluator.matrix, self.classes, Path(folder) / name, title=f"{self.name}: confusion matrix")
+        return [name]
 
     def labels_from_prediction(self, prediction, index, min_score: float = 0.3):
         return {"mask": prediction["mask"][index]}
 
-    def labels_to_size(self, labels, size):
-        if labels["mask"].shape == tuple(size):
-            return labels
-        from PIL import Image
+    def prediction_maps(self, labels):
+        return {"mask": labels["mask"]}
 
-        mask = Image.fromarray(labels["mask"]).resize((size[1], size[0]), Image.NEAREST)
-        return {**labels, "mask": np.asarray(mask)}
+    # -- statistics -------------------------------------------------------------------
+    def stats_counter(self):
+        return np.zeros(256, np.int64)
+
+    def count_labels(self, counter, labels):
+        counter += np.bincount(np.asarray(labels["mask"]).ravel(), minlength=256)
+
+    def stats_result(self, counter):
+        pixels = dict(zip(self.classes, counter[: len(self.classes)].tolist()))
+        return {"pixels": {**pixels, "ignore": int(counter[IGNORE])}}
+
+    def stats_lines(self, stats):
+        pixels = stats["pixels"]
+        total = max(1, sum(pixels.values()))
+        shares = ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in pixels.items())
+        return [f"pixels: {shares}"]
 
     def render(self, image, labels):
         from mtl_tf.report.render import blend_mask

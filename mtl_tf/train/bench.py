@@ -24,7 +24,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from mtl_tf.config import Recipe, recipe_from_dict
+from mtl_tf.config import Recipe
+from mtl_tf.recipe import recipe_from_dict
 from mtl_tf.data import pipeline
 from mtl_tf.train.engine import MultitaskEngine
 from mtl_tf.train.fit import build_model

@@ -68,14 +68,24 @@ class StopOnNaN(keras.callbacks.Callback):
             )
 
 
+def relative_score(value: float, reference: float, higher_is_better: bool) -> float:
+    """`value` relative to `reference`, 1 at the reference and larger when better whatever
+    the metric's direction: value / reference, or 2 - value / reference for errors (so a
+    task 10% better than its reference scores 1.1 either way, as in the Delta-m measure)."""
+    ratio = float(value) / reference
+    return ratio if higher_is_better else 2.0 - ratio
+
+
 def task_score(logs: dict, tasks: dict, metrics: dict, references: dict) -> float | None:
-    """Mean over tasks of val_<task>_<metric> / reference (metric default: the task's primary)."""
+    """Mean over tasks of `relative_score` of val_<task>_<metric> (metric default: the task's
+    primary; reference default 1), higher is better."""
     values = []
     for name, task in tasks.items():
-        value = logs.get(f"val_{name}_{metrics.get(name, task.primary_metric)}")
+        metric = metrics.get(name, task.primary_metric)
+        value = logs.get(f"val_{name}_{metric}")
         if value is None:
             return None
-        values.append(float(value) / references.get(name, 1.0))
+        values.append(relative_score(value, references.get(name, 1.0), task.higher_is_better(metric)))
     return float(np.mean(values))
 
 
@@ -100,7 +110,7 @@ class BestCheckpoint(keras.callbacks.Callback):
 class TaskPlateau(keras.callbacks.Callback):
     """Per-task plateau handling for the multitask engine.
 
-    Watches each task's validation metric (val_<task>_<metric>, higher is better); after
+    Watches each task's validation metric (val_<task>_<metric>, in the metric's direction); after
     `patience` epochs without an improvement above `min_delta`, either multiplies that task's
     learning-rate multiplier by `factor` (lower_lr) or freezes the task (freeze): its head stops
     stepping and it sends no more gradient into the trunk, so a task that has peaked cannot
@@ -117,11 +127,14 @@ class TaskPlateau(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         for name, task in self.tasks.items():
-            value = logs.get(f"val_{name}_{self.config.metrics.get(name, task.primary_metric)}")
+            metric = self.config.metrics.get(name, task.primary_metric)
+            value = logs.get(f"val_{name}_{metric}")
             if value is None or not float(self.engine.active[name].numpy()):
                 continue
-            if float(value) > self.best[name] + self.config.min_delta:
-                self.best[name], self.wait[name] = float(value), 0
+            # Kept as "higher is better" internally: errors are negated.
+            value = float(value) if task.higher_is_better(metric) else -float(value)
+            if value > self.best[name] + self.config.min_delta:
+                self.best[name], self.wait[name] = value, 0
             else:
                 self.wait[name] += 1
             if self.wait[name] >= self.config.patience:

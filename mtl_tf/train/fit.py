@@ -16,7 +16,8 @@ import keras
 import tensorflow as tf
 import yaml
 
-from mtl_tf.config import Recipe, RecipeError, recipe_from_dict
+from mtl_tf.config import Recipe, RecipeError
+from mtl_tf.recipe import recipe_from_dict
 from mtl_tf.data import pipeline
 from mtl_tf.data.mixing import describe as mixing_describe
 from mtl_tf.evaluate.job import format_results, write_prediction_grid
@@ -113,7 +114,7 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
         model.compile(optimizer=build_optimizer(train.optimizer, steps * epochs, constant=use_engine))
         if use_engine:
             engine = model.engine = MultitaskEngine(model, train, data.batch_size, steps * epochs)
-    evaluation = TaskEvaluation(tasks, pipeline.evaluation_batches(val_examples, data.batch_size))
+    evaluation = TaskEvaluation(tasks, pipeline.evaluation_batches(val_examples, tasks, data.batch_size))
     callbacks = [
         evaluation,  # first: it adds val_<task>_<metric> to the logs the others record
         StopOnNaN(run),  # before anything that saves weights
@@ -149,7 +150,7 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
     )
     save_model(model, run / "model.keras")
     evaluators = evaluation.last_evaluators or run_evaluators(
-        keras_infer(model), tasks, pipeline.evaluation_batches(val_examples, data.batch_size)
+        keras_infer(model), tasks, pipeline.evaluation_batches(val_examples, tasks, data.batch_size)
     )
     write_report(run, model, evaluators, val_examples, recipe, time.perf_counter() - started)
     return run

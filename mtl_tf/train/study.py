@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mtl_tf.config import Recipe, recipe_from_dict
+from mtl_tf.config import Recipe
+from mtl_tf.recipe import recipe_from_dict
 from mtl_tf.report.plots import plt, read_history
+from mtl_tf.tasks import TASKS
 from mtl_tf.train.fit import RunFolderError, run_fit
 
 PLAIN_TRAIN = {"accumulate": {}, "lr_multipliers": {}, "plateau": None, "balance": {"method": "fixed"}}
@@ -68,28 +70,48 @@ def run_study(recipe: Recipe, out: Path, budget: str = "run", verbose="auto") ->
     return results
 
 
-def _metric_key(recipe: Recipe, task: str) -> str:
-    from mtl_tf.tasks import TASKS
+def _metric(recipe: Recipe, task: str) -> tuple[str, bool]:
+    """(the task's chosen validation metric, whether higher is better)."""
+    cls = TASKS[recipe.tasks[task].type]
+    metric = recipe.train.best.metrics.get(task, cls.primary_metric)
+    return metric, metric not in cls.lower_is_better
 
-    return f"val_{task}_{recipe.train.best.metrics.get(task, TASKS[task].primary_metric)}"
+
+def _metric_key(recipe: Recipe, task: str) -> str:
+    return f"val_{task}_{_metric(recipe, task)[0]}"
 
 
 def summarize(histories: dict, recipe: Recipe) -> dict:
-    """{variant: {task: {"best", "final"}}} of each task's chosen validation metric."""
+    """{variant: {task: {"best", "final"}}} of each task's chosen validation metric (best in the
+    metric's direction), and each multitask variant's "delta_m": the mean relative change of
+    its tasks' best values against their single-task models, in % (Vandenhende et al. 2021;
+    positive = better than single-task)."""
     results = {}
     for name, history in histories.items():
         results[name] = {}
         for task in recipe.tasks:
             values = history.get(_metric_key(recipe, task))
             if values:
-                results[name][task] = {"best": float(np.nanmax(values)), "final": float(values[-1])}
+                best = np.nanmax(values) if _metric(recipe, task)[1] else np.nanmin(values)
+                results[name][task] = {"best": float(best), "final": float(values[-1])}
+    for name, per_task in results.items():
+        if name.startswith("single_"):
+            continue
+        changes = []
+        for task, values in per_task.items():
+            single = results.get(f"single_{task}", {}).get(task)
+            if single and single["best"]:
+                sign = 1.0 if _metric(recipe, task)[1] else -1.0
+                changes.append(sign * (values["best"] - single["best"]) / abs(single["best"]))
+        if changes and len(changes) == len(recipe.tasks):
+            per_task["delta_m"] = round(100 * float(np.mean(changes)), 2)
     return results
 
 
 def markdown_table(results: dict, recipe: Recipe, budget: str = "run") -> str:
     tasks = list(recipe.tasks)
     head = "| variant | " + " | ".join(f"{t} {_metric_key(recipe, t)[len(t) + 5:]} best / final (gap to single)" for t in tasks)
-    lines = [head + " |", "|---" * (len(tasks) + 1) + "|"]
+    lines = [head + " | Δm vs single |", "|---" * (len(tasks) + 2) + "|"]
     for name, per_task in results.items():
         cells = []
         for t in tasks:
@@ -99,11 +121,15 @@ def markdown_table(results: dict, recipe: Recipe, budget: str = "run") -> str:
             single = results.get(f"single_{t}", {}).get(t)
             gap = f" ({100 * (per_task[t]['best'] - single['best']):+.1f} pts)" if single and not name.startswith("single") else ""
             cells.append(f"{100 * per_task[t]['best']:.1f} / {100 * per_task[t]['final']:.1f}{gap}")
+        delta = per_task.get("delta_m")
+        cells.append(f"{delta:+.2f}%" if delta is not None else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     per_run = f"{recipe.train.epochs} epochs x {recipe.train.steps_per_epoch or 'one pass'} steps, batch {recipe.data.batch_size}"
     if budget == "system":
         per_run += f"; multitask runs x{len(tasks)} (budget 'system': the steps of the single-task set they replace)"
-    return "\n".join(lines) + f"\n\nValues in points (x100). Budget per run: {per_run}.\n"
+    return "\n".join(lines) + (f"\n\nValues in points (x100). Δm: mean relative change of each task's best "
+                                "value against its single-task model (positive = better). "
+                                f"Budget per run: {per_run}.\n")
 
 
 def plot_study(histories: dict, variants: dict[str, Recipe], path: Path) -> None:

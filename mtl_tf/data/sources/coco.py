@@ -22,7 +22,7 @@ from pydantic import Field
 from mtl_tf.data.example import IGNORE
 from mtl_tf.data.sources.common import (
     SIZE_MISMATCH, UNKNOWN_CLASS, UNPARSABLE, BoxSourceConfig, DataProblem, RecordSource, check_pixel_boxes,
-    check_same_size, collect, fit_example, load_image, require_file, unique,
+    check_same_size, collect, source_example, load_image, require_file, unique,
 )
 
 
@@ -32,18 +32,21 @@ class CocoConfig(BoxSourceConfig):
     images: str = Field(description="folder holding the images named by file_name")
     categories: list[str] = Field(min_length=1, description="COCO category names to keep")
     rename: dict[str, str] = Field(default_factory=dict, description="COCO name -> class name in the recipe")
-    boxes: bool = Field(True, description="yield boxes (has_detection)")
-    masks: bool = Field(True, description="yield semantic masks (has_segmentation)")
+    boxes: bool = Field(True, description="yield boxes (label kind boxes)")
+    masks: bool = Field(True, description="yield semantic masks (label kind mask)")
     background: str = Field("background", description="class name of mask value 0")
     include_empty: bool = Field(True, description="keep images with no kept annotation, as true negatives")
 
     def box_names(self) -> list[str]:
         return unique(self.rename.get(n, n) for n in self.categories)
 
-    def class_names(self, task: str) -> list[str]:
-        if task == "detection" and self.boxes:
+    def label_kinds(self) -> list[str]:
+        return [kind for kind, on in (("boxes", self.boxes), ("mask", self.masks)) if on]
+
+    def class_names(self, kind: str) -> list[str]:
+        if kind == "boxes" and self.boxes:
             return self.box_names()
-        if task == "segmentation" and self.masks:
+        if kind == "mask" and self.masks:
             return [self.background, *self.box_names()]
         return []
 
@@ -111,7 +114,7 @@ class CocoSource(RecordSource):
         if self.config.masks:
             mask = self._semantic_mask(record)
             check_same_size(mask, image, self.json_path)
-        return fit_example(image, self.image_size, mask, **labels)
+        return source_example(image, mask, **labels)
 
     def _semantic_mask(self, record: _Record) -> np.ndarray:
         """Crowd regions 255, then objects by decreasing area, so small ones stay visible."""

@@ -1,5 +1,5 @@
 """What the file-based sources share: their base config, the problems they report, reading
-images and label maps, checking pixel boxes, and fitting an example to the recipe's size.
+images and label maps, checking pixel boxes, and the shape of the examples they yield.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 from pydantic import Field
 
-from mtl_tf.config import Strict
+from mtl_tf.config import SourceSection
 from mtl_tf.data.example import IGNORE, DataError, pixel_xyxy_to_rel_yxyx
 
 # Kinds of bad input, the keys of the skip summary.
@@ -39,7 +39,7 @@ class DataProblem(DataError):
         return type(self), (self.path, self.kind, self.detail)
 
 
-class SourceConfig(Strict):
+class SourceConfig(SourceSection):
     """Options every file-based source has."""
 
     skip_invalid: bool = Field(
@@ -174,24 +174,14 @@ def check_same_size(mask: np.ndarray, image: np.ndarray, path) -> None:
         )
 
 
-def fit_example(image: np.ndarray, image_size, mask: np.ndarray | None = None, **boxes) -> dict:
-    """An example at the recipe's (height, width): the image resized bilinearly, the mask by
-    nearest neighbour (IGNORE stays IGNORE); normalized boxes need no change. `has_segmentation`
-    follows `mask`, `has_detection` the presence of `boxes=`."""
-    height, width = image_size
-    example = {"image": _resize(image, width, height, Image.BILINEAR)}
-    if "boxes" in boxes:
-        example.update(boxes, has_detection=True)
+def source_example(image: np.ndarray, mask: np.ndarray | None = None, **boxes) -> dict:
+    """A source's example at the image's own size: the image and the label kinds it has
+    (`boxes=`, `box_classes=`, ... for boxes; `mask` for a class map). A kind left out is a
+    missing label; the reader fits everything to the recipe's size as the tasks' specs say."""
+    example = {"image": image, **boxes}
     if mask is not None:
-        example["mask"] = _resize(mask, width, height, Image.NEAREST)
-        example["has_segmentation"] = True
+        example["mask"] = mask
     return example
-
-
-def _resize(array: np.ndarray, width: int, height: int, method) -> np.ndarray:
-    if array.shape[:2] == (height, width):
-        return np.ascontiguousarray(array)
-    return np.asarray(Image.fromarray(array).resize((width, height), method))
 
 
 def ignore_table(table: dict[int, int], values: Iterable[int]) -> dict[int, int]:

@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 from mtl_tf.config import Strict
 from mtl_tf.data.example import IGNORE
 from mtl_tf.data.sources.common import (
-    IMAGE_SUFFIXES, MASK_VALUE, MISSING, SourceConfig, DataProblem, check_same_size, collect, color_code, fit_example,
+    IMAGE_SUFFIXES, MASK_VALUE, MISSING, SourceConfig, DataProblem, check_same_size, collect, color_code, source_example,
     ignore_table, load_image, load_label_image, map_labels, require_file, unique,
 )
 from mtl_tf.data.splits import SPLIT_NAMES, balanced_split
@@ -64,12 +64,15 @@ class MaskFolderConfig(SourceConfig):
             raise ValueError(f"split_shares must be non-negative with a positive sum. Received: {list(self.split_shares)}")
         return self
 
-    def class_names(self, task: str) -> list[str]:
-        return unique(e.name for e in self.classes) if task == "segmentation" else []
+    def label_kinds(self) -> list[str]:
+        return ["mask"]
+
+    def class_names(self, kind: str) -> list[str]:
+        return unique(e.name for e in self.classes) if kind == "mask" else []
 
     def value_table(self) -> dict[int, int]:
         """Stored value (or colour code) -> class id, IGNORE for the ignore values/colours."""
-        names = self.class_names("segmentation")
+        names = self.class_names("mask")
         table = {(e.value if e.value is not None else int(color_code(e.color))): names.index(e.name) for e in self.classes}
         if self.classes[0].color is not None:
             return ignore_table(table, [int(color_code(c)) for c in self.ignore_colors])
@@ -102,7 +105,7 @@ class MaskFolderSource:
 
     def _presence(self, skipped: list) -> tuple[np.ndarray, list]:
         """Which classes each image holds (reads every label map once per process)."""
-        num_classes = len(self.config.class_names("segmentation"))
+        num_classes = len(self.config.class_names("mask"))
         table = tuple(sorted(self.table.items()))
         rows, more = collect(
             self.records, lambda r: (r, _presence(str(r[1]), r[1].stat().st_mtime, table, self._colors, num_classes)),
@@ -123,7 +126,7 @@ class MaskFolderSource:
         check_same_size(raw, image, mask_path)
         mask = _labels(raw, self.table, self._colors, mask_path)
         window = _tile(image.shape[:2], rows, cols, tile)
-        return fit_example(image[window], self.image_size, mask[window])
+        return source_example(image[window], mask[window])
 
     def describe(self) -> str:
         split = f", split={self.config.split}" if self.config.split else ""

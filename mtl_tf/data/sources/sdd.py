@@ -22,7 +22,7 @@ from pydantic import Field
 from mtl_tf.data.example import empty_boxes
 from mtl_tf.data.sources.common import (
     IMAGE_SUFFIXES, MISSING, UNKNOWN_CLASS, UNPARSABLE, UNREADABLE, BoxSourceConfig, DataProblem, RecordSource,
-    check_pixel_boxes, collect, fit_example, load_image, require_file, unique,
+    check_pixel_boxes, collect, source_example, load_image, require_file, unique,
 )
 
 # Frame gaps up to this are crossed by grabbing frames rather than seeking.
@@ -44,8 +44,11 @@ class SddConfig(BoxSourceConfig):
     drop_occluded: bool = False
     drop_generated: bool = Field(False, description="drop boxes interpolated by the annotation tool")
 
-    def class_names(self, task: str) -> list[str]:
-        if task != "detection":
+    def label_kinds(self) -> list[str]:
+        return ["boxes"]
+
+    def class_names(self, kind: str) -> list[str]:
+        if kind != "boxes":
             return []
         return unique(self.rename.get(c, c) for c in self.classes if c not in self.ignore_classes)
 
@@ -65,7 +68,7 @@ class SddSource(RecordSource):
     def __init__(self, config: SddConfig, image_size):
         self.config, self.image_size = config, tuple(image_size)
         self.root = Path(config.root)
-        names = config.class_names("detection")
+        names = config.class_names("boxes")
         self._class_ids = {c: names.index(config.rename.get(c, c)) for c in config.classes if c not in config.ignore_classes}
         self._boxes: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
         videos = config.videos or sorted(
@@ -138,7 +141,7 @@ class SddSource(RecordSource):
         boxes, classes = self._boxes[frame.video].get(frame.number, empty_boxes())
         height, width = image.shape[:2]
         boxes = check_pixel_boxes(boxes, height, width, self.annotation_path(frame.video), self.config.box_tolerance)
-        return fit_example(image, self.image_size, boxes=boxes, box_classes=classes)
+        return source_example(image, boxes=boxes, box_classes=classes)
 
     def describe(self) -> str:
         return f"sdd({self.config.root}, every={self.config.every})"

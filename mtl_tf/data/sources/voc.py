@@ -27,7 +27,7 @@ from pydantic import Field
 from mtl_tf.data.example import IGNORE
 from mtl_tf.data.sources.common import (
     MISSING, UNKNOWN_CLASS, UNPARSABLE, BoxSourceConfig, DataProblem, RecordSource, check_pixel_boxes, check_same_size,
-    collect, color_code, fit_example, load_image, load_label_image, map_labels, read_list, require_file,
+    collect, color_code, source_example, load_image, load_label_image, map_labels, read_list, require_file,
 )
 
 VOC_CLASSES = [
@@ -72,8 +72,11 @@ class VocConfig(BoxSourceConfig):
     def mask_names(self) -> list[str]:
         return list(self.segmentation_classes or ["background", *self.classes])
 
-    def class_names(self, task: str) -> list[str]:
-        names = {"detection": self.classes, "segmentation": self.mask_names()}.get(task, [])
+    def label_kinds(self) -> list[str]:
+        return ["boxes", "mask"]
+
+    def class_names(self, kind: str) -> list[str]:
+        names = {"boxes": self.classes, "mask": self.mask_names()}.get(kind, [])
         return [n for n in names if n not in self.ignore_classes]
 
 
@@ -108,7 +111,7 @@ class VocSource(RecordSource):
         ids = self._select(list(self._box_ids), list(dict.fromkeys([*seg_ids, *sbd_ids])))
         if not ids:
             raise DataProblem(root, MISSING, f"no images in the '{config.split}' lists for images={config.images}")
-        self._box_names = {n: i for i, n in enumerate(config.class_names("detection"))}
+        self._box_names = {n: i for i, n in enumerate(config.class_names("boxes"))}
         self._value_table, self._color_table = self._value_tables()
         self.records, self.skipped = collect(ids, self._record, config.skip_invalid)
 
@@ -133,7 +136,7 @@ class VocSource(RecordSource):
     def _value_tables(self) -> tuple[dict[int, int], dict[int, int]]:
         """Stored mask value -> class id or IGNORE, for palette/grey PNGs and for RGB PNGs in the
         VOC palette (keyed by colour code)."""
-        kept = self.config.class_names("segmentation")
+        kept = self.config.class_names("mask")
         values = {IGNORE: IGNORE}
         for value, name in enumerate(self.config.mask_names()):
             values[value] = kept.index(name) if name in kept else IGNORE
@@ -175,7 +178,7 @@ class VocSource(RecordSource):
             raw = load_sbd_mask(record.mask) if record.mask.suffix == ".mat" else load_label_image(record.mask)
             check_same_size(raw, image, record.mask)
             mask = map_labels(raw, self._color_table if raw.ndim == 3 else self._value_table, record.mask)
-        return fit_example(image, self.image_size, mask, **labels)
+        return source_example(image, mask, **labels)
 
     def describe(self) -> str:
         return f"voc({self.config.root}, split={self.config.split}, images={self.config.images})"

@@ -9,8 +9,8 @@ import numpy as np
 import tensorflow as tf
 from pydantic import Field, model_validator
 
-from mtl_tf.config import ClassNames, Strict
-from mtl_tf.data.example import empty_boxes, rel_yxyx_to_pixel_xyxy
+from mtl_tf.config import ClassTaskConfig
+from mtl_tf.data.labels import LabelKey
 from mtl_tf.evaluate.detection import DetectionEvaluator
 from mtl_tf.tasks.base import Task
 from mtl_tf.tasks.detection import anchors as anchor_lib
@@ -19,9 +19,10 @@ from mtl_tf.tasks.detection.head import build_ssd_head
 from mtl_tf.tasks.detection.loss import ssd_loss
 
 
-class DetectionConfig(Strict):
-    classes: ClassNames
-    loss_weight: float = Field(1.0, ge=0)
+SIZE_BINS = np.geomspace(1, 1024, 31)  # box sizes in pixels, log-spaced (data inspect)
+
+
+class DetectionConfig(ClassTaskConfig):
     head: Literal["ssd", "ssdlite"] = Field(
         "ssd",
         description="ssd: residual extra stages, 3x3 conv predictors; ssdlite: depthwise-separable "
@@ -69,13 +70,16 @@ class DetectionConfig(Strict):
 class DetectionTask(Task):
     """Boxes of `classes`; raw output [B, A, 4 + C + 1] (box deltas, then logits, 0 = background)."""
 
-    name: ClassVar[str] = "detection"
+    type: ClassVar[str] = "detection"
     Config: ClassVar = DetectionConfig
+    source_kind: ClassVar[str] = "boxes"
     primary_metric: ClassVar[str] = "map50"
     taps: ClassVar[tuple[str, ...]] = ("C3", "C4", "C5")
+    draw_order: ClassVar[int] = 1
+    records_file: ClassVar[str] = "detections.json"
 
-    def __init__(self, config: DetectionConfig, image_size):
-        super().__init__(config, image_size)
+    def __init__(self, config: DetectionConfig, image_size, name: str | None = None):
+        super().__init__(config, image_size, name)
         ratios = config.per_level_ratios()
         self.anchors = anchor_lib.generate_anchors(
             self.image_size, config.feature_levels, config.min_scale, config.max_scale, ratios
@@ -88,28 +92,32 @@ class DetectionTask(Task):
         return len(self.anchors)
 
     # -- data side --------------------------------------------------------------------
-    def example_spec(self):
+    @classmethod
+    def label_spec(cls):
+        """boxes: normalized yxyx [N, 4]; box_classes: class ids [N] (-1 pads batches);
+        box_difficult: VOC difficult flags [N] (absent in a source = none difficult)."""
         return {
-            "boxes": tf.TensorSpec([None, 4], tf.float32),
-            "box_classes": tf.TensorSpec([None], tf.int32),
-            "box_difficult": tf.TensorSpec([None], tf.bool),
+            "boxes": LabelKey("float32", (None, 4), "boxes"),
+            "box_classes": LabelKey("int32", (None,), "per_box", pad=-1),
+            "box_difficult": LabelKey("bool", (None,), "per_box", pad=False),
         }
 
-    def placeholder(self):
-        boxes, classes = empty_boxes()
-        return {"boxes": boxes, "box_classes": classes, "box_difficult": np.zeros(0, bool)}
+    def from_source(self, raw):
+        labels = super().from_source(raw)
+        if "box_difficult" not in raw:
+            labels["box_difficult"] = np.zeros(np.size(labels["box_classes"]), bool)
+        return labels
 
     def remap_classes(self, example, lookup):
-        """Class ids to the task's; also fills `box_difficult` (none) for sources without it."""
+        """Class ids from the source's list to the task's."""
         classes = np.asarray(example["box_classes"], np.int64).reshape(-1)
-        example.setdefault("box_difficult", np.zeros(len(classes), bool))
         unknown = classes[(classes < 0) | (classes >= len(lookup))]
         if unknown.size:
             return f"box class ids {sorted(set(unknown.tolist()))} are not in the source's {len(lookup)} classes"
         example["box_classes"] = lookup[classes].astype(np.int32)
         return None
 
-    def check_example(self, example):
+    def check_example(self, example, image):
         boxes = np.asarray(example["boxes"], np.float32).reshape(-1, 4)
         classes = np.asarray(example["box_classes"]).reshape(-1)
         if len(boxes) != len(classes) or len(classes) != np.size(example["box_difficult"]):
@@ -125,10 +133,11 @@ class DetectionTask(Task):
     def encode(self, example):
         """Targets [A, 5] (encoded deltas, class with 0 = background, -1 = ignored: matched to a
         difficult box, like the evaluator) and weight has_detection."""
-        boxes = tf.reshape(tf.cast(example["boxes"], tf.float32), [-1, 4])
-        classes = tf.cast(tf.reshape(example["box_classes"], [-1]), tf.int32)
-        if "box_difficult" in example:
-            classes = tf.where(tf.reshape(example["box_difficult"], [-1]), -2, classes)
+        labels = self.own(example)
+        boxes = tf.reshape(tf.cast(labels["boxes"], tf.float32), [-1, 4])
+        classes = tf.cast(tf.reshape(labels["box_classes"], [-1]), tf.int32)
+        if "box_difficult" in labels:
+            classes = tf.where(tf.reshape(labels["box_difficult"], [-1]), -2, classes)
         matched = match_anchors(tf.constant(self.anchor_corners), boxes, self.config.match_iou)
         # Unmatched anchors point at a dummy row appended after the real boxes (which may be none).
         index = tf.where(matched >= 0, matched, tf.shape(boxes)[0])
@@ -243,23 +252,57 @@ class DetectionTask(Task):
         return DetectionEvaluator(self.classes, iou_threshold=0.5, image_size=self.image_size)
 
     def update_evaluator(self, evaluator, batch, predictions):
+        labels = self.own(batch)
         for i in np.flatnonzero(batch[self.has_key]):
-            keep = batch["box_classes"][i] >= 0  # padding rows have class -1
+            keep = labels["box_classes"][i] >= 0  # padding rows have class -1
             n = int(predictions["num_detections"][i])
             evaluator.add_image(
-                batch["boxes"][i][keep],
-                batch["box_classes"][i][keep],
+                labels["boxes"][i][keep],
+                labels["box_classes"][i][keep],
                 predictions["boxes"][i][:n],
                 predictions["scores"][i][:n],
                 predictions["classes"][i][:n],
-                gt_difficult=batch["box_difficult"][i][keep],
+                gt_difficult=labels["box_difficult"][i][keep],
             )
 
     def write_figures(self, evaluator, folder):
         from mtl_tf.report.plots import plot_pr_curves
 
-        plot_pr_curves(evaluator.curves(), evaluator.result()["per_class_ap50"], Path(folder) / "pr_curves.png")
-        return ["pr_curves.png"]
+        name = f"{self.name}_pr_curves.png"
+        plot_pr_curves(evaluator.curves(), evaluator.result()["per_class_ap50"], Path(folder) / name,
+                       title=f"{self.name}: precision-recall (IoU 0.5)")
+        return [name]
+
+    # -- statistics -------------------------------------------------------------------
+    def stats_counter(self):
+        return {"objects": np.zeros(len(self.classes), np.int64), "sizes": []}
+
+    def count_labels(self, counter, labels):
+        counter["objects"] += np.bincount(labels["box_classes"], minlength=len(self.classes))[: len(self.classes)]
+        b = np.asarray(labels["boxes"]).reshape(-1, 4)
+        h, w = self.image_size
+        counter["sizes"].extend(np.sqrt((b[:, 2] - b[:, 0]) * h * (b[:, 3] - b[:, 1]) * w))
+
+    def stats_result(self, counter):
+        """Objects per class; box sizes (sqrt of the area in input pixels) with COCO's small /
+        medium / large split at 32 and 96 pixels and a log-spaced histogram."""
+        sizes = np.asarray(counter["sizes"], np.float64)
+        summary = {"count": int(len(sizes)), "small": int((sizes < 32).sum()),
+                   "medium": int(((sizes >= 32) & (sizes < 96)).sum()), "large": int((sizes >= 96).sum()),
+                   "histogram": np.histogram(sizes, SIZE_BINS)[0].tolist(), "bins": SIZE_BINS.round(3).tolist(),
+                   "marks": [32, 96], "unit": "sqrt box area, input pixels"}
+        if len(sizes):
+            p = np.percentile(sizes, [0, 10, 50, 90, 100])
+            summary.update({k: round(float(v), 1) for k, v in zip(["min", "p10", "median", "p90", "max"], p)})
+        return {"objects": dict(zip(self.classes, counter["objects"].tolist())), "box_sizes": summary}
+
+    def stats_lines(self, stats):
+        lines = ["objects: " + ", ".join(f"{c} {n}" for c, n in stats["objects"].items())]
+        s = stats["box_sizes"]
+        if s["count"]:
+            lines.append(f"box size (sqrt area, px): min {s['min']} p10 {s['p10']} median {s['median']} "
+                         f"p90 {s['p90']} max {s['max']}; small {s['small']} medium {s['medium']} large {s['large']}")
+        return lines
 
     def labels_from_prediction(self, prediction, index, min_score: float = 0.3):
         n = int(prediction["num_detections"][index])
@@ -269,8 +312,6 @@ class DetectionTask(Task):
             "box_classes": prediction["classes"][index][:n][keep],
             "scores": prediction["scores"][index][:n][keep],
         }
-
-    records_file = "detections.json"
 
     def prediction_records(self, labels, source, size):
         """COCO-style results: image, category name, bbox [x, y, width, height] in pixels, score."""

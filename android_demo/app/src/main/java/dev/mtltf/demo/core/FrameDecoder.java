@@ -9,11 +9,12 @@ import java.util.Map;
 
 /**
  * One inference's output tensors -> per-task results, following metadata.json (the same steps as
- * export/jetson/run.py and mtl-tf's Predictor): dequantize, then per task by output kind:
- * "boxes" + "scores" (decoded in the graph) -> per-class NMS; "box_encodings" + "scores" (full-int8
- * artifacts) -> SSD decode in float, then per-class NMS; "boxes", "scores", "classes",
- * "count" (`--nms` exports) -> the first `count` rows; "raw" detector output -> SSD decode with the
- * anchors and box variance, then NMS; "logits" (or a raw [1, H, W, C] output) -> argmax mask.
+ * export/jetson/run.py and mtl-tf's Predictor): dequantize, then per task by its type, and within
+ * a type by output kind. Detection: "boxes" + "scores" (decoded in the graph) -> per-class NMS;
+ * "box_encodings" + "scores" (full-int8 artifacts) -> SSD decode in float, then per-class NMS;
+ * "boxes", "scores", "classes", "count" (`--nms` exports) -> the first `count` rows; "raw" output
+ * -> SSD decode with the anchors and box variance, then NMS. Segmentation: "logits" (or "raw")
+ * [1, H, W, C] -> argmax mask. Tasks of other types are skipped.
  */
 public final class FrameDecoder {
     /** Everything decoded from one frame. */
@@ -46,7 +47,14 @@ public final class FrameDecoder {
         Result result = new Result();
         for (ModelMetadata.Task task : meta.tasks.values()) {
             Map<String, ModelMetadata.Output> kinds = meta.outputsOf(task.name);
-            if (kinds.containsKey("count")) {
+            if (task.isSegmentation()) {
+                ModelMetadata.Output logits = kinds.containsKey("logits") ? kinds.get("logits") : kinds.get("raw");
+                if (logits != null) {
+                    result.masks.put(task.name, mask(need(outputs, logits), logits));
+                }
+            } else if (!task.isDetection()) {
+                continue;
+            } else if (kinds.containsKey("count")) {
                 result.detections.put(task.name, nmsedInGraph(outputs, kinds));
             } else if ((kinds.containsKey("boxes") || kinds.containsKey("box_encodings")) && kinds.containsKey("scores")) {
                 float[] boxes = kinds.containsKey("boxes") ? need(outputs, kinds.get("boxes"))
@@ -55,14 +63,10 @@ public final class FrameDecoder {
                 float[] scores = need(outputs, kinds.get("scores"));
                 result.detections.put(task.name, Nms.perClass(boxes, scores, task.classes.size(), task.nmsIou,
                         task.scoreThreshold, task.maxDetections));
-            } else if (kinds.containsKey("logits")) {
-                result.masks.put(task.name, mask(need(outputs, kinds.get("logits")), kinds.get("logits")));
-            } else if (kinds.containsKey("raw") && task.isDetection()) {
+            } else if (kinds.containsKey("raw")) {
                 float[][] decoded = SsdDecoder.decode(need(outputs, kinds.get("raw")), task);
                 result.detections.put(task.name, Nms.perClass(decoded[0], decoded[1], task.classes.size(),
                         task.nmsIou, task.scoreThreshold, task.maxDetections));
-            } else if (kinds.containsKey("raw") && kinds.get("raw").shape.length == 4) {
-                result.masks.put(task.name, mask(need(outputs, kinds.get("raw")), kinds.get("raw")));
             }
         }
         return result;

@@ -13,7 +13,7 @@ import java.util.Map;
  */
 public final class ModelMetadata {
     /** Highest metadata.json format_version this reader knows. */
-    public static final int FORMAT_VERSION = 2;
+    public static final int FORMAT_VERSION = 3;
 
     /** One output of the serving signature. A quantized one reads real = scale * (q - zeroPoint). */
     public static final class Output {
@@ -48,6 +48,8 @@ public final class ModelMetadata {
     /** A task's classes and, for detection, its post-processing parameters. */
     public static final class Task {
         public final String name;
+        /** The task type ("detection", "segmentation", ...); metadata.json before format 3 named tasks after it. */
+        public final String type;
         public final List<String> classes;
         /** Anchors (cy, cx, h, w) flattened, [A * 4]; null for tasks without anchors. */
         public final float[] anchors;
@@ -56,9 +58,10 @@ public final class ModelMetadata {
         public final float scoreThreshold;
         public final int maxDetections;
 
-        Task(String name, List<String> classes, float[] anchors, float[] boxVariance, float nmsIou,
+        Task(String name, String type, List<String> classes, float[] anchors, float[] boxVariance, float nmsIou,
              float scoreThreshold, int maxDetections) {
             this.name = name;
+            this.type = type;
             this.classes = classes;
             this.anchors = anchors;
             this.boxVariance = boxVariance;
@@ -68,7 +71,11 @@ public final class ModelMetadata {
         }
 
         public boolean isDetection() {
-            return anchors != null;
+            return "detection".equals(type);
+        }
+
+        public boolean isSegmentation() {
+            return "segmentation".equals(type);
         }
     }
 
@@ -135,7 +142,8 @@ public final class ModelMetadata {
                 }
             }
             float[] variance = spec.containsKey("box_variance") ? floats(list(spec, "box_variance")) : null;
-            ts.put(e.getKey(), new Task(e.getKey(), Collections.unmodifiableList(classes), anchors, variance,
+            String type = spec.containsKey("type") ? (String) spec.get("type") : e.getKey();
+            ts.put(e.getKey(), new Task(e.getKey(), type, Collections.unmodifiableList(classes), anchors, variance,
                     (float) number(spec, "nms_iou", 0.45), (float) number(spec, "score_threshold", 0.01),
                     (int) number(spec, "max_detections", 100)));
         }
