@@ -23,6 +23,7 @@ EMPTY_BOX = "zero-area box"
 UNKNOWN_CLASS = "class not in the class list"
 MASK_VALUE = "mask value not in the class table"
 SIZE_MISMATCH = "size mismatch"
+UNKNOWN_IMAGE = "annotation of an unknown image"
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
