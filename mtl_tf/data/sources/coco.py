@@ -135,6 +135,9 @@ class CocoSource(RecordSource):
             mask[region] = IGNORE if ann.get("iscrowd") else ann["_class"] + 1
         return mask
 
+    def file_name(self, index: int) -> str:
+        return self.records[index].info["file_name"]
+
     def describe(self) -> str:
         return f"coco({self.config.annotations})"
 

@@ -67,6 +67,10 @@ class RecordSource:
     def __len__(self) -> int:
         return len(self.records)
 
+    def file_name(self, index: int) -> str:
+        """The name of example `index`'s image file (what ground truth files call it)."""
+        return self.records[index].image.name
+
 
 T = TypeVar("T")
 
