@@ -33,8 +33,9 @@ def _fit(recipe, run, kill_at=None) -> list:
     def fault(stage, path):
         events.append((stage, path.name))
         if len(events) == kill_at:
-            for file in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
-                file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+            if stage == "written":
+                for file in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+                    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
             raise Killed
 
     atomic.fault = fault
