@@ -137,17 +137,26 @@ class PredictionWriter:
         return paths
 
 
+def source_file_names(reader) -> list[str | None]:
+    """The source file name of each of the reader's examples, in order (None where a source has
+    no files, e.g. synthetic scenes)."""
+    return [getattr(source, "file_name", lambda _: None)(i) for source in reader.sources for i in range(len(source))]
+
+
 def run_predict(predictor: Predictor, inputs: list[str], out: Path, split: str | None = None,
                 min_score: float = 0.3) -> PredictionWriter:
     """Predict on files/folders/videos in `inputs`, or on the recipe's `split`, into `out`."""
     writer = PredictionWriter(predictor, out, min_score)
     if split:
-        from mtl_tf.evaluate.job import split_examples
+        from mtl_tf.evaluate.job import split_reader
 
-        examples = split_examples(predictor, split).as_numpy_iterator()
-        for i, example in enumerate(tqdm(examples, desc=split, unit="image")):
+        # The sources' own images at their own size: records are in the source files' pixels.
+        reader = split_reader(predictor, split)
+        files = source_file_names(reader)
+        raw = (source[i]["image"] for source in reader.sources for i in range(len(source)))
+        for i, image in enumerate(tqdm(raw, desc=split, unit="image", total=len(reader))):
             name = f"{split}_{i:05d}"
-            writer.image(Frame(name, example["image"], f"{name}.png"))
+            writer.image(Frame(name, image, files[i] or f"{name}.png"))
     files = list(image_files(inputs))
     for path in tqdm(files, desc="predict", unit="file", disable=len(files) < 2):
         if path.suffix.lower() in VIDEO_SUFFIXES:

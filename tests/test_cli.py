@@ -44,6 +44,7 @@ def test_fit_writes_a_complete_run_folder(tmp_path):
 
 def test_fit_refuses_to_overwrite_a_finished_run(tmp_path):
     (tmp_path / "model.keras").write_text("x")
+    (tmp_path / "metrics.json").write_text("{}")
     result = CliRunner().invoke(main, ["fit", str(TINY_RECIPE), "--out", str(tmp_path)])
     assert result.exit_code != 0 and "already holds a finished run" in result.output
 

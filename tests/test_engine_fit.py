@@ -48,7 +48,7 @@ def test_interrupted_run_resumes_exactly(tmp_path):
     straight = run_fit(recipe, tmp_path / "straight", verbose=0)
     with pytest.raises(KeyboardInterrupt):
         run_fit(recipe, tmp_path / "resumed", verbose=0, extra_callbacks=[_Interrupt(1)])
-    assert (tmp_path / "resumed" / BACKUP / "engine_state.npz").is_file()
+    assert (tmp_path / "resumed" / BACKUP / "epoch-0001" / "engine_state.npz").is_file()
     resumed = run_fit(recipe, tmp_path / "resumed", verbose=0)
     for a, b in zip(_weights(straight / "model.keras"), _weights(resumed / "model.keras")):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -62,12 +62,13 @@ def test_nan_stops_with_a_clear_message_and_keeps_the_last_good_state(tmp_path):
         run_fit(recipe, tmp_path / "run", verbose=0, extra_callbacks=[_PoisonWeights()])
     run = tmp_path / "run"
     assert not (run / "model.keras").exists()
-    meta = json.loads((run / BACKUP / "training_metadata.json").read_text())
+    assert [p.name for p in (run / BACKUP).iterdir()] == ["epoch-0001"]  # the last good epoch only
+    meta = json.loads((run / BACKUP / "epoch-0001" / "training_metadata.json").read_text())
     assert meta["epoch"] == 1
     best = keras.models.load_model(run / "best.keras")
     assert all(np.isfinite(w).all() for w in best.get_weights())
     backup = keras.models.load_model(run / "best.keras")
-    backup.load_weights(run / BACKUP / "latest.weights.h5")
+    backup.load_weights(run / BACKUP / "epoch-0001" / "latest.weights.h5")
     assert all(np.isfinite(w).all() for w in backup.get_weights())
 
 

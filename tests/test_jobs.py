@@ -4,10 +4,12 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 from PIL import Image
 
 from conftest import write_video
+from source_fixtures import H, W, write_coco
 from mtl_tf.cli import main
 
 EVALUATE_KEYS = {
@@ -117,6 +119,21 @@ def test_predict_on_a_split_writes_one_overlay_per_example(tiny_run, tmp_path):
     _invoke("predict", tiny_run, "--split", "val", "--out", tmp_path)
     assert len(list(tmp_path.glob("val_*.png"))) == 12
     assert len(list((tmp_path / "segmentation_mask").glob("*.png"))) == 12
+
+
+def test_predict_on_a_split_names_records_after_the_source_files(tiny_run, tmp_path):
+    write_coco(tmp_path / "coco")
+    recipe = yaml.safe_load((tiny_run / "recipe.yaml").read_text())
+    recipe["data"]["val"] = [{"type": "coco", "annotations": str(tmp_path / "coco" / "instances.json"),
+                              "images": str(tmp_path / "coco" / "images"), "categories": ["person", "car"],
+                              "rename": {"person": "pedestrian"}, "masks": False}]
+    (tmp_path / "coco.yaml").write_text(yaml.safe_dump(recipe))
+    _invoke("predict", tiny_run, "--split", "val", "--recipe", tmp_path / "coco.yaml", "--min-score", "0",
+            "--out", tmp_path / "out")
+    records = json.loads((tmp_path / "out" / "detection_detections.json").read_text())
+    assert {r["image"] for r in records} == {"000000000001.jpg", "000000000002.jpg", "000000000003.jpg"}
+    # Boxes in the source images' pixels (W x H), not the model's 64x64 input.
+    assert all(0 <= x and 0 <= y and x + w <= W + 0.01 and y + h <= H + 0.01 for x, y, w, h in (r["bbox"] for r in records))
 
 
 def test_bad_inputs_are_clear_errors(tiny_run, tmp_path):

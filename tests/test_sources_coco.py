@@ -1,10 +1,14 @@
+import json
+
 import numpy as np
+import pytest
 from pycocotools import mask as mask_utils
 
 from source_fixtures import H, W, uncompressed_rle, write_coco
 from mtl_tf.data.example import IGNORE
 from mtl_tf.data.sources import build_source
 from mtl_tf.data.sources.coco import CocoConfig
+from mtl_tf.data.sources.common import UNKNOWN_IMAGE, DataProblem
 
 
 def _source(root, **kw):
@@ -59,3 +63,27 @@ def test_category_subset_and_many_to_one_rename(tmp_path):
     assert len(source) == 2  # image 3 has no kept annotation
     assert [source[i]["box_classes"].tolist() for i in range(2)] == [[0], [0]]
     assert "mask" not in source[0]
+
+
+def _add_orphan_annotation(root):
+    data = json.loads((root / "instances.json").read_text())
+    data["annotations"].append({"id": 77, "image_id": 42, "category_id": 1, "iscrowd": 0, "area": 4.0,
+                                "bbox": [1, 1, 2, 2], "segmentation": [[1, 1, 3, 1, 3, 3]]})
+    (root / "instances.json").write_text(json.dumps(data))
+
+
+def test_an_annotation_of_an_image_not_in_images_is_an_error_naming_the_file_and_annotation(tmp_path):
+    write_coco(tmp_path)
+    _add_orphan_annotation(tmp_path)
+    with pytest.raises(DataProblem, match=r"instances.json: annotation of an unknown image: annotation 77 has "
+                                          r"image_id 42, which is not in 'images'"):
+        _source(tmp_path)
+
+
+def test_with_skip_invalid_an_orphan_annotation_is_skipped_and_counted(tmp_path):
+    write_coco(tmp_path)
+    _add_orphan_annotation(tmp_path)
+    source = _source(tmp_path, skip_invalid=True)
+    assert len(source) == 3  # every image is kept
+    [problem] = source.skipped
+    assert problem.kind == UNKNOWN_IMAGE and "annotation 77" in str(problem)

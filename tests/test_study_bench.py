@@ -67,7 +67,55 @@ def test_bench_engine_command_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     numbers = json.loads((tmp_path / "b.json").read_text())
     assert numbers["overhead"]["ratio"] > 0 and set(numbers["recompute"]) == {"none", "lower", "lower+last_stage"}
+    assert all(r["train_mb"] > 0 for r in numbers["recompute"].values())
     assert "engine/plain" in result.output and "recompute" in result.output
+
+
+def test_memory_probe_measures_on_a_cpu_without_onednn(monkeypatch):
+    """TF_ENABLE_ONEDNN_OPTS=0 is what CPUs without AVX-512 run by default: TensorFlow's default CPU
+    allocator then keeps no statistics, and the probe must still measure (its BFC allocator)."""
+    from mtl_tf.train import bench
+
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    recipe = load_recipe(TINY_RECIPE, ["data.batch_size=2"])
+    [result] = bench.recompute_memory(recipe, 1, choices=((),)).values()
+    assert result["train_mb"] > 0 and result["memory_ratio"] == 1.0
+
+
+def test_a_probe_that_cannot_measure_fails_with_one_clear_line(monkeypatch):
+    from mtl_tf.bench.memory import MeasurementError
+    from mtl_tf.train import bench
+
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    monkeypatch.delenv(bench.BFC_ENV, raising=False)
+    monkeypatch.setattr(bench, "BFC_ENV", "MTL_TF_TEST_UNUSED")  # the child runs without the BFC allocator
+    recipe = load_recipe(TINY_RECIPE, ["data.batch_size=2"])
+    with pytest.raises(MeasurementError) as raised:
+        bench.recompute_memory(recipe, 1, choices=((),))
+    message = str(raised.value)
+    assert message.startswith("training-memory probe (recompute none) failed: MeasurementError: TensorFlow keeps "
+                              "no allocator statistics on CPU:0 (Cannot reset memory stats for device 'CPU:0')")
+    assert "\n" not in message and "TF_CPU_ALLOCATOR_USE_BFC=true" in message
+
+
+def test_a_zero_allocator_peak_is_a_failure_not_a_figure(monkeypatch):
+    from mtl_tf.bench.memory import MeasurementError
+    from mtl_tf.train import bench
+
+    monkeypatch.setattr(bench.tf.config.experimental, "reset_memory_stats", lambda device: None)
+    monkeypatch.setattr(bench.tf.config.experimental, "get_memory_info", lambda device: {"current": 0, "peak": 0})
+    with pytest.raises(MeasurementError, match="allocator reported a peak of 0 bytes"):
+        bench.memory_probe(load_recipe(TINY_RECIPE, ["data.batch_size=2"]), 1)
+
+
+def test_the_last_meaningful_stderr_line_skips_tensorflow_logs():
+    from mtl_tf.bench.memory import last_error_line
+
+    stderr = ("Traceback (most recent call last):\n  File \"x.py\", line 1\nmtl_tf.bench.memory.MeasurementError: "
+              "no figure\nE0000 00:00:1796358036.117807    3664 cuda_platform.cc:52] failed call to cuInit\n"
+              "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n\n")
+    assert last_error_line(stderr) == "MeasurementError: no figure"
+    assert last_error_line("") == ""
 
 
 def test_a_study_folder_of_another_budget_is_not_reused(tmp_path):

@@ -1,6 +1,5 @@
 import numpy as np
 
-from mtl_tf.data.example import IGNORE
 from mtl_tf.data.synthetic import OBJECT_CLASSES, SURFACE_CLASSES, SyntheticAerialSource
 
 

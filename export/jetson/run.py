@@ -50,12 +50,19 @@ def find_model(path: Path, backend: str = "auto") -> tuple[Path, str]:
     for name in wanted:
         if not _installed(name):
             continue
-        found = [p for s in SUFFIXES[name] for p in path.rglob(f"*{s}") if ".partial" not in str(p)]
+        found = [p for s in SUFFIXES[name] for p in path.rglob(f"*{s}") if _usable(p, path)]
         # Full-int8 artifacts first: the fastest on CPUs and edge accelerators.
         found.sort(key=lambda p: ("int8" not in str(p), str(p)))
         if found:
             return found[0], name
     sys.exit(f"{path}: no artifact for an installed backend among {', '.join(wanted)}")
+
+
+def _usable(artifact: Path, root: Path) -> bool:
+    """False for artifacts `mtl-tf export` did not accept: in a `<variant>.rejected` folder
+    (refused by --verify) or in a hidden staging / backup folder (`.<variant>.partial`, `.old`)."""
+    folders = artifact.relative_to(root).parent.parts
+    return not any(f.endswith(".rejected") or f.startswith(".") for f in folders)
 
 
 class LiteRT:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,14 +21,37 @@ class MeasurementError(RuntimeError):
 
 def peak_rss(runtime: str, paths: list[Path], threads: int, runs: int = 3, timeout: float = 900) -> dict:
     """Run the measurement in a child process; returns its {"pid", "peak_rss_bytes"}."""
+    args = ["mtl_tf.bench.memory", runtime, str(threads), str(runs), *map(str, paths)]
+    return run_child(args, f"memory measurement of {runtime} {[str(p) for p in paths]}", timeout=timeout)
+
+
+def run_child(module_args: list[str], what: str, env: dict | None = None, timeout: float = 900) -> dict:
+    """`python -m <module_args>` in a fresh process importing this package, with `env` added to
+    the environment; returns the JSON of its last stdout line. A failure is a one-line
+    MeasurementError saying `what` failed and why (the child's last meaningful stderr line)."""
     package_root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "mtl_tf.bench.memory", runtime, str(threads), str(runs), *map(str, paths)]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    env = {**os.environ, **(env or {}),
+           "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    try:
+        done = subprocess.run([sys.executable, "-m", *module_args], capture_output=True, text=True, env=env,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise MeasurementError(f"{what} failed: no result after {timeout:.0f} s") from None
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        raise MeasurementError(f"memory measurement of {runtime} {[str(p) for p in paths]} failed:\n{done.stderr[-2000:]}")
+        raise MeasurementError(f"{what} failed: {last_error_line(done.stderr) or f'exit status {done.returncode}'}")
     return json.loads(lines[-1])
+
+
+# TensorFlow's C++ log lines ("E0000 00:00:... file.cc:52] ...", "WARNING: All log messages ...").
+_LOG_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:|WARNING: All log messages)")
+
+
+def last_error_line(stderr: str) -> str:
+    """The last line of a child's stderr that is not TensorFlow log noise (usually the Python
+    exception), with the exception's module path dropped."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip() and not _LOG_LINE.match(line)]
+    return re.sub(r"^(?:\w+\.)+(\w+:)", r"\1", lines[-1]) if lines else ""
 
 
 def main(argv: list[str]) -> None:

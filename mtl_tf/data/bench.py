@@ -28,19 +28,17 @@ def bench_data(recipe, batches: int = 10, rounds: int = 5, warmup: int = 3, prog
     from tqdm import tqdm
 
     from mtl_tf.config import AugmentConfig
-    from mtl_tf.data import pipeline
     from mtl_tf.train.fit import build_model
-    from mtl_tf.train.optim import build_optimizer
+    from mtl_tf.train.setup import compile_for_training, training_data
 
     data = recipe.data
     model = build_model(recipe)
-    sources = pipeline.load_sources(data.train, model.tasks, data.image_size, data.cache, "train")
-    steps = recipe.train.steps_per_epoch or pipeline.steps_per_epoch(sum(s.count for s in sources), data.batch_size)
-    model.compile(optimizer=build_optimizer(recipe.train.optimizer, steps * recipe.train.epochs))
-    batches_ds = pipeline.recipe_training_batches(recipe, model.tasks, sources, steps)
+    training = training_data(recipe, model.tasks)
+    compile_for_training(model, recipe, training.steps * recipe.train.epochs)
+    batches_ds = training.batches()
     plain = recipe.model_copy(deep=True)
     plain.data.augment = AugmentConfig(horizontal_flip=False)
-    plain_ds = pipeline.recipe_training_batches(plain, model.tasks, sources, steps)
+    plain_ds = training.batches(recipe=plain)
     stream = iter(batches_ds)
 
     fixed = next(stream)
@@ -85,7 +83,7 @@ def bench_data(recipe, batches: int = 10, rounds: int = 5, warmup: int = 3, prog
         "batch_size": data.batch_size,
         "batches_per_round": batches,
         "rounds": rounds,
-        "sources_read_from": sorted({s.kind for s in sources}),
+        "sources_read_from": sorted({s.kind for s in training.sources}),
         "images_per_s": {name: round(float(np.median(r)), 2) for name, r in rates.items()},
         "spread_p10_p90": {name: [round(float(v), 2) for v in np.percentile(r, [10, 90])] for name, r in rates.items()},
     }

@@ -32,6 +32,10 @@ class ValidSubset:
     def __getitem__(self, index: int) -> dict:
         return self.source[self.indices[index]]
 
+    def file_name(self, index: int) -> str | None:
+        name = getattr(self.source, "file_name", None)
+        return name(self.indices[index]) if name else None
+
     def describe(self) -> str:
         return self.source.describe()
 

@@ -19,13 +19,17 @@ class EvaluationError(ValueError):
 
 def split_examples(predictor: Predictor, split: str):
     """The recipe's `split` examples as a dataset, with labels fitted to the predictor's tasks."""
+    return pipeline.examples_dataset(split_reader(predictor, split))
+
+
+def split_reader(predictor: Predictor, split: str) -> pipeline.ExampleReader:
+    """The reader of the recipe's `split` sources for the predictor's tasks."""
     if predictor.recipe is None:
         raise EvaluationError(f"{predictor.path}: no recipe found beside the model; pass --recipe")
     sources = getattr(predictor.recipe.data, split)
     if not sources:
         raise EvaluationError(f"the recipe has no '{split}' sources (data.{split} is empty)")
-    reader = pipeline.ExampleReader(sources, predictor.tasks, predictor.image_size)
-    return pipeline.examples_dataset(reader)
+    return pipeline.ExampleReader(sources, predictor.tasks, predictor.image_size)
 
 
 def run_evaluate(

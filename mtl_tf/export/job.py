@@ -3,7 +3,8 @@
 Folders are named after the variant: `float32`, `float16`, `dynamic`, `int8`, `qat_int8`,
 `onnx`, with `_nms` appended when detection post-processing runs in the graph. Each is written
 into a staging folder and swapped into place only once complete (and, with `verify`, accepted),
-so a failed export never replaces a good artifact.
+so a failed export never replaces a good artifact; the old folder is kept until the new one is
+in place, and the next export puts it back if a kill came between the two renames.
 """
 
 from __future__ import annotations
@@ -24,14 +25,23 @@ MIN_CALIBRATION_IMAGES = 100
 
 
 def replace_folder(staging: Path, final: Path) -> None:
-    """Swap a fully written `staging` folder into place; the old `final` goes only once the
-    new one is complete, so an interrupted export never leaves a half-written artifact."""
-    old = final.with_name(f".{final.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
+    """Swap a fully written `staging` folder into place; the old `final` waits as `.<name>.old`
+    until the new one is there, so an interrupted export never leaves a half-written artifact."""
+    old = recover_folder(final)
     if final.exists():
         final.rename(old)
     staging.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_folder(final: Path) -> Path:
+    """Undo a swap a kill interrupted: `.<name>.old` goes back to `final` when that is missing,
+    else it is deleted. Returns the `.old` path."""
+    old = final.with_name(f".{final.name}.old")
+    if old.exists() and not final.exists():
+        old.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return old
 
 
 def variant_name(kind: str, nms: bool) -> str:
@@ -58,6 +68,7 @@ def write_variant(
     `check(artifact)` may reject it (raise) before it replaces anything. Returns the artifact."""
     final = Path(out) / variant.name
     staging = Path(out) / f".{variant.name}.partial"
+    recover_folder(final)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:

@@ -155,14 +155,10 @@ def quantize_model(model: MultitaskModel) -> QuantizationAwareModel:
 def qat_finetune(model: MultitaskModel, recipe, epochs: int, learning_rate: float | None = None,
                  verbose="auto") -> QuantizationAwareModel:
     """Fine-tune a fake-quantized copy of `model` on the recipe's training data for `epochs`."""
-    from mtl_tf.data import pipeline
+    from mtl_tf.train.setup import training_data
 
-    data = recipe.data
     qat = quantize_model(model)
-    sources = pipeline.load_sources(data.train, qat.tasks, data.image_size, data.cache, "train")
-    count = sum(s.count for s in sources)
-    steps = recipe.train.steps_per_epoch or pipeline.steps_per_epoch(count, data.batch_size)
-    batches = pipeline.recipe_training_batches(recipe, qat.tasks, sources, steps)
+    training = training_data(recipe, qat.tasks)
     qat.compile(optimizer=keras.optimizers.Adam(learning_rate or recipe.export.qat_learning_rate))
-    qat.fit(batches, epochs=epochs, steps_per_epoch=steps, verbose=verbose)
+    qat.fit(training.batches(), epochs=epochs, steps_per_epoch=training.steps, verbose=verbose)
     return qat

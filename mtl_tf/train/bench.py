@@ -7,7 +7,9 @@
   same engine training steps; the training memory is TensorFlow's allocator peak over those steps
   (`tf.config.experimental.get_memory_info`, GPU:0 when there is one, else CPU:0: activations,
   gradients, weights and optimizer state), reset after a first step that builds the graph (not timed); the
-  process's peak RSS is reported beside it; step times are medians within each process.
+  process's peak RSS is reported beside it; step times are medians within each process. The probe
+  processes run TensorFlow's BFC allocator on the CPU (TF_CPU_ALLOCATOR_USE_BFC=true), the one
+  that keeps statistics, whatever the CPU; a probe that cannot measure fails (MeasurementError).
 """
 
 from __future__ import annotations
@@ -15,15 +17,14 @@ from __future__ import annotations
 import json
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from mtl_tf.bench.memory import MeasurementError, run_child
 from mtl_tf.config import Recipe
 from mtl_tf.recipe import recipe_from_dict
 from mtl_tf.data import pipeline
@@ -81,12 +82,26 @@ def memory_probe(recipe: Recipe, steps: int) -> dict:
     _, step = _trainer(recipe, engine=True)
     device = "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
     _time(step, 1)  # builds the graph
-    tf.config.experimental.reset_memory_stats(device)
+    try:
+        tf.config.experimental.reset_memory_stats(device)
+    except ValueError as err:
+        raise MeasurementError(f"TensorFlow keeps no allocator statistics on {device} ({err}); on a CPU, "
+                               f"{BFC_ENV}=true must be set before TensorFlow is imported") from None
     times = [_time(step, 1) for _ in range(steps)]
     peak = tf.config.experimental.get_memory_info(device)["peak"]
+    if peak <= 0:
+        raise MeasurementError(f"the {device} allocator reported a peak of {peak} bytes over {steps} training "
+                               f"steps: it does not track allocations here (on a CPU, set {BFC_ENV}=true before "
+                               "TensorFlow is imported)")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     return {"train_mb": peak / 2**20, "rss_peak_mb": rss / 2**20, "device": device,
             "step_ms": 1000 * statistics.median(times)}
+
+
+# TensorFlow's CPU allocator keeps statistics only as a BFC allocator: the default on CPUs where
+# oneDNN is on (AVX-512), not elsewhere (reset_memory_stats then raises). The probe processes
+# always use it, so that every x86 CPU measures the same thing.
+BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
 
 
 def recompute_memory(recipe: Recipe, steps: int, choices=((), ("lower",), ("lower", "last_stage"))) -> dict:
@@ -95,11 +110,9 @@ def recompute_memory(recipe: Recipe, steps: int, choices=((), ("lower",), ("lowe
     for choice in tqdm(choices, desc="recompute", unit="process", leave=False):
         raw = recipe.to_dict()
         raw["model"]["recompute"] = list(choice)
-        out = subprocess.run(
-            [sys.executable, "-m", "mtl_tf.train.bench", json.dumps(raw), str(steps)],
-            capture_output=True, text=True, check=True,
-        )
-        results["+".join(choice) or "none"] = json.loads(out.stdout.strip().splitlines()[-1])
+        name = "+".join(choice) or "none"
+        results[name] = run_child(["mtl_tf.train.bench", json.dumps(raw), str(steps)],
+                                  f"training-memory probe (recompute {name})", env={BFC_ENV: "true"})
     base = results["none"]
     for r in results.values():
         r["memory_ratio"] = r["train_mb"] / base["train_mb"] if base["train_mb"] > 0 else float("nan")

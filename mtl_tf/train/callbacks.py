@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import json
-import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from mtl_tf import atomic
 from mtl_tf.evaluate.runner import keras_infer, run_evaluators, scalar_metrics
 
 
@@ -170,31 +172,125 @@ class DWAUpdate(keras.callbacks.Callback):
             engine.weights.assign((self.base * dwa_weights(current, history[1], self.temperature)).astype(np.float32))
 
 
-class EngineBackup(keras.callbacks.Callback):
-    """Saves the engine's state (accumulators, counters, balancer, head optimizers, plateau
-    state) beside BackupAndRestore's files at every epoch end, and restores it at train begin,
-    so that an interrupted run resumes exactly."""
+class HistoryLog(keras.callbacks.Callback):
+    """history.csv as Keras' CSVLogger writes it (epoch, then the sorted log keys), rewritten whole
+    at every epoch end (temporary file + rename). Resuming after `epochs_done` epochs, it keeps
+    only their rows: a kill between an epoch's row and its backup leaves no duplicate."""
 
-    FILE = "engine_state.npz"
-
-    def __init__(self, engine, backup_dir, plateau: TaskPlateau | None = None):
+    def __init__(self, path, epochs_done: int = 0):
         super().__init__()
-        self.engine, self.path, self.plateau = engine, Path(backup_dir) / self.FILE, plateau
-
-    def on_train_begin(self, logs=None):
-        if not self.path.exists():
-            return
-        with np.load(self.path, allow_pickle=False) as data:
-            self.engine.set_state([data[f"a{i}"] for i in range(len(data.files) - 1)])
-            if self.plateau is not None:
-                best, wait = json.loads(str(data["plateau"]))
-                self.plateau.best.update(best)
-                self.plateau.wait.update(wait)
+        self.path = Path(path)
+        self.rows: list[dict] = []
+        if epochs_done and self.path.is_file():
+            with open(self.path, newline="") as f:
+                self.rows = [r for r in csv.DictReader(f) if r.get("epoch", "").isdigit() and int(r["epoch"]) < epochs_done]
+        self.keys = [k for k in self.rows[0] if k != "epoch"] if self.rows else None
 
     def on_epoch_end(self, epoch, logs=None):
-        arrays = {f"a{i}": a for i, a in enumerate(self.engine.state())}
-        plateau = [self.plateau.best, self.plateau.wait] if self.plateau is not None else [{}, {}]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name("engine_state.partial.npz")
-        np.savez(tmp, plateau=np.array(json.dumps(plateau)), **arrays)
-        os.replace(tmp, self.path)
+        logs = logs or {}
+        self.keys = self.keys or sorted(logs)
+        self.rows.append({"epoch": epoch, **{k: _csv_value(logs.get(k, "NA")) for k in self.keys}})
+        with atomic.replacing(self.path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, ["epoch", *self.keys])
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+
+def _csv_value(value):
+    array = np.asarray(value)
+    return value if isinstance(value, str) or array.ndim == 0 else f"[{', '.join(map(str, array.ravel()))}]"
+
+
+class RunBackup(keras.callbacks.Callback):
+    """The state to resume from: at every epoch end a snapshot `<folder>/epoch-NNNN/` (model and
+    optimizer weights, epoch, best score so far, and the engine's state: accumulators, counters,
+    balancer, head optimizers, plateau state) is written in a staging folder and renamed into
+    place whole; older snapshots go once it is there (the newest `keep` stay). `restore` (a
+    `Snapshot`, see `latest_snapshot`) is loaded at train begin, so a resumed run is exact."""
+
+    def __init__(self, folder, restore=None, engine=None, plateau=None, best=None, keep: int = 2):
+        super().__init__()
+        self.folder, self.restore, self.keep = Path(folder), restore, keep
+        self.engine, self.plateau, self.best = engine, plateau, best
+
+    def on_train_begin(self, logs=None):
+        if self.restore is None:
+            return
+        model = self.model
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(self.restore.path / WEIGHTS)
+        meta = self.restore.metadata
+        if self.best is not None and meta.get("best") is not None:
+            self.best.best = meta["best"]
+        if self.engine is not None:
+            with np.load(self.restore.path / ENGINE_STATE, allow_pickle=False) as data:
+                self.engine.set_state([data[f"a{i}"] for i in range(len(data.files) - 1)])
+                if self.plateau is not None:
+                    best, wait = json.loads(str(data["plateau"]))
+                    self.plateau.best.update(best)
+                    self.plateau.wait.update(wait)
+
+    def on_epoch_end(self, epoch, logs=None):
+        meta = {"epoch": epoch + 1, "best": float(self.best.best) if self.best is not None else None}
+        with atomic.replacing(self.folder / f"epoch-{epoch + 1:04d}") as tmp:
+            tmp.mkdir()
+            self.model.save_weights(tmp / WEIGHTS)
+            (tmp / METADATA).write_text(json.dumps(meta))
+            if self.engine is not None:
+                plateau = [self.plateau.best, self.plateau.wait] if self.plateau is not None else [{}, {}]
+                arrays = {f"a{i}": a for i, a in enumerate(self.engine.state())}
+                np.savez(tmp / ENGINE_STATE, plateau=np.array(json.dumps(plateau)), **arrays)
+        for old in snapshot_folders(self.folder)[self.keep:]:
+            atomic.retire(old)
+
+
+WEIGHTS, METADATA, ENGINE_STATE = "latest.weights.h5", "training_metadata.json", "engine_state.npz"
+
+
+@dataclass
+class Snapshot:
+    path: Path
+    metadata: dict  # {"epoch": epochs done, "best": best score so far}
+
+    @property
+    def epoch(self) -> int:
+        return int(self.metadata["epoch"])
+
+
+def snapshot_folders(folder: Path) -> list[Path]:
+    """The complete snapshots in `folder`, newest first."""
+    found = [p for p in Path(folder).glob("epoch-*") if p.is_dir() and p.name[6:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[6:]), reverse=True)
+
+
+def latest_snapshot(folder, engine: bool, log=print) -> Snapshot | None:
+    """The newest snapshot in `folder` that reads back whole (an older one when the newest is
+    damaged; Keras' own single-file backup of earlier versions counts as the oldest), saying
+    which; None when there is none."""
+    folder = Path(folder)
+    candidates = snapshot_folders(folder) + ([folder] if (folder / WEIGHTS).exists() else [])
+    for path in candidates:
+        try:
+            snapshot = _read_snapshot(path, engine)
+        except (OSError, ValueError, KeyError, TypeError) as err:  # unreadable, truncated, missing
+            log(f"backup {path} is incomplete or damaged ({str(err).splitlines()[0][:200]}); trying an older one")
+            continue
+        log(f"resuming from {path} ({snapshot.epoch} epochs done)")
+        return snapshot
+    if folder.exists():
+        log(f"no complete backup in {folder}: starting over")
+    return None
+
+
+def _read_snapshot(path: Path, engine: bool) -> Snapshot:
+    import h5py
+
+    metadata = json.loads((path / METADATA).read_text())
+    int(metadata["epoch"])
+    with h5py.File(path / WEIGHTS, "r"):
+        pass
+    if engine:
+        with np.load(path / ENGINE_STATE, allow_pickle=False) as data:
+            [data[name] for name in data.files]
+    return Snapshot(path, metadata)

@@ -1,14 +1,15 @@
 """The `fit` job: recipe in, run folder out.
 
 A run folder holds: recipe.yaml (resolved), model.keras, history.csv, logs/ (TensorBoard),
-metrics.json (final per-task validation metrics), curves.png and predictions.png. While
-training, backup/ holds the state to resume from after an interruption.
+metrics.json (final per-task validation metrics), curves.png and predictions.png. Until all of
+these are written, backup/ holds the state to resume from after an interruption. Every file is
+written under a temporary name and renamed into place whole (mtl_tf/atomic.py), so a run killed
+at any moment resumes from its last complete backup.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import keras
 import tensorflow as tf
 import yaml
 
+from mtl_tf import atomic
 from mtl_tf.config import Recipe, RecipeError
 from mtl_tf.recipe import recipe_from_dict
 from mtl_tf.data import pipeline
@@ -26,10 +28,9 @@ from mtl_tf.inference import keras_predictor
 from mtl_tf.model.multitask import MultitaskModel
 from mtl_tf.report.plots import plot_curves, read_history
 from mtl_tf.train.callbacks import (
-    BestCheckpoint, DWAUpdate, EngineBackup, StopOnNaN, TaskEvaluation, TaskPlateau,
+    BestCheckpoint, DWAUpdate, HistoryLog, RunBackup, StopOnNaN, TaskEvaluation, TaskPlateau, latest_snapshot,
 )
-from mtl_tf.train.engine import MultitaskEngine
-from mtl_tf.train.optim import build_optimizer
+from mtl_tf.train.setup import compile_for_training, training_data, uses_engine
 
 BACKUP = "backup"
 
@@ -46,14 +47,19 @@ def resolve_run_dir(out: str | Path | None, name: str, root: str | Path = "runs"
     """
     if out is not None:
         run = Path(out)
-        if (run / "model.keras").exists() and not (run / BACKUP).exists():
+        if run_finished(run):
             raise RunFolderError(f"{run} already holds a finished run; choose another --out")
         return run
     run, n = Path(root) / name, 0
-    while (run / "model.keras").exists() and not (run / BACKUP).exists():
+    while run_finished(run):
         n += 1
         run = Path(root) / f"{name}-{n}"
     return run
+
+
+def run_finished(run: Path) -> bool:
+    """model.keras and its report are written and no backup is left to resume from."""
+    return (run / "model.keras").exists() and (run / "metrics.json").exists() and not (run / BACKUP).exists()
 
 
 def build_model(recipe: Recipe) -> MultitaskModel:
@@ -77,22 +83,25 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
     if recipe.train.single_task:
         recipe = single_task_recipe(recipe)
     run = resolve_run_dir(out, recipe.name)
-    resuming = (run / BACKUP).exists()
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-    keras.utils.set_random_seed(recipe.train.seed)
     data, train = recipe.data, recipe.train
+    use_engine = uses_engine(recipe)
+    snapshot = latest_snapshot(run / BACKUP, engine=use_engine)
+    resuming = snapshot is not None
+    done = snapshot.epoch if resuming else 0
+    atomic.write_text(run / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    keras.utils.set_random_seed(recipe.train.seed)
     strategy = build_strategy(train.strategy)
 
     with strategy.scope():
         model = build_model(recipe)
     tasks = model.tasks
-    train_sources = pipeline.load_sources(data.train, tasks, data.image_size, data.cache, "train")
+    training = training_data(recipe, tasks)
+    train_sources = training.sources
     val_sources = pipeline.load_sources(data.val, tasks, data.image_size, data.cache, "val")
     val_examples = pipeline.concatenated_examples(val_sources)
     sizes = [s.count for s in train_sources]
     # The budget is the multitask run's: steps from every train example, also for a single task.
-    steps = train.steps_per_epoch or pipeline.steps_per_epoch(sum(sizes), data.batch_size)
+    steps = training.steps
     epochs = train.epochs
     if train.single_task:
         train_sources = [labelled_only(pipeline.concatenated_examples(train_sources), tasks[train.single_task])]
@@ -107,18 +116,21 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
         + (f"; engine: {engine_summary(train, data.batch_size, tasks)}" if train.engine_enabled() else "")
         + (f"; recompute: {'+'.join(recipe.model.recompute)}" if recipe.model.recompute else "")
     )
+    if not resuming and (run / "model.keras").exists():  # trained, but killed before its report
+        print(f"{run / 'model.keras'} is complete and its report is not: writing the report")
+        model.load_weights(run / "model.keras")
+        evaluators = run_evaluators(keras_infer(model), tasks, pipeline.evaluation_batches(val_examples, tasks, data.batch_size))
+        write_report(run, model, evaluators, val_examples, recipe, time.perf_counter() - started)
+        return run
 
-    engine = None
-    use_engine = train.engine_enabled() or bool(recipe.model.recompute)  # recompute runs in the engine's step
     with strategy.scope():
-        model.compile(optimizer=build_optimizer(train.optimizer, steps * epochs, constant=use_engine))
-        if use_engine:
-            engine = model.engine = MultitaskEngine(model, train, data.batch_size, steps * epochs)
+        engine = compile_for_training(model, recipe, steps * epochs)
     evaluation = TaskEvaluation(tasks, pipeline.evaluation_batches(val_examples, tasks, data.batch_size))
+    best = BestCheckpoint(run / BEST, tasks, train.best.metrics, train.best.references, save_model)
     callbacks = [
         evaluation,  # first: it adds val_<task>_<metric> to the logs the others record
         StopOnNaN(run),  # before anything that saves weights
-        BestCheckpoint(run / BEST, tasks, train.best.metrics, train.best.references, save_model),
+        best,
     ]
     plateau = None
     if engine is not None:
@@ -128,19 +140,18 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
         if train.balance.method == "dwa":
             callbacks.append(DWAUpdate(engine, train.balance.dwa_temperature))
     callbacks += [
-        keras.callbacks.CSVLogger(str(run / "history.csv"), append=resuming),
+        HistoryLog(run / "history.csv", done),
         keras.callbacks.TensorBoard(str(run / "logs"), profile_batch=0),
-        keras.callbacks.BackupAndRestore(str(run / BACKUP)),
+        RunBackup(run / BACKUP, snapshot, engine, plateau, best),
+        *extra_callbacks,
     ]
-    if engine is not None:
-        callbacks.append(EngineBackup(engine, run / BACKUP, plateau))
-    callbacks += list(extra_callbacks)
-    batches = pipeline.recipe_training_batches(recipe, tasks, train_sources, steps)
+    batches = training.batches(train_sources)
     # Resuming: skip the batches the finished epochs consumed, so the data order is the one an
     # uninterrupted run sees.
-    batches = batches.skip(resumed_epochs(run / BACKUP) * steps)
+    batches = batches.skip(done * steps)
     model.fit(
         batches,
+        initial_epoch=done,
         epochs=epochs,
         steps_per_epoch=steps,
         validation_data=pipeline.validation_batches(val_examples, tasks, data.batch_size),
@@ -153,6 +164,7 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
         keras_infer(model), tasks, pipeline.evaluation_batches(val_examples, tasks, data.batch_size)
     )
     write_report(run, model, evaluators, val_examples, recipe, time.perf_counter() - started)
+    atomic.retire(run / BACKUP)  # last: until here a rerun resumes and finishes the report
     return run
 
 
@@ -197,12 +209,6 @@ def labelled_only(examples, task) -> pipeline.SourceExamples:
     return pipeline.SourceExamples(kept.apply(tf.data.experimental.assert_cardinality(count)), count)
 
 
-def resumed_epochs(backup: Path) -> int:
-    """Epochs finished by the interrupted run whose backup is in `backup` (0 if none)."""
-    meta = backup / "training_metadata.json"
-    return int(json.loads(meta.read_text())["epoch"]) if meta.exists() else 0
-
-
 def engine_summary(train, batch_size: int, tasks: dict) -> str:
     sizes = ", ".join(f"{g} {train.accumulate.get(g, batch_size)}" for g in ["trunk", *tasks])
     return f"accumulate {sizes}; balance {train.balance.method}"
@@ -210,9 +216,8 @@ def engine_summary(train, batch_size: int, tasks: dict) -> str:
 
 def save_model(model: keras.Model, path: Path) -> None:
     """Write to a temporary file first, so an interrupted save never replaces a good model."""
-    tmp = path.with_name(path.stem + ".partial.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic.replacing(path) as tmp:
+        model.save(tmp)
 
 
 def write_report(run: Path, model, evaluators: dict, val_examples, recipe: Recipe, wall_time: float) -> None:
@@ -227,9 +232,9 @@ def write_report(run: Path, model, evaluators: dict, val_examples, recipe: Recip
         "parameters": int(model.count_params()),
         "metrics": results,
     }
-    (run / "metrics.json").write_text(json.dumps(summary, indent=2))
     plot_curves(read_history(run / "history.csv"), model.tasks, run / "curves.png")
     if recipe.train.num_overlays:
         predictor = keras_predictor(model, run / "model.keras", recipe)
         write_prediction_grid(predictor, val_examples, recipe.train.num_overlays, run / "predictions.png")
+    atomic.write_text(run / "metrics.json", json.dumps(summary, indent=2))  # last: the report is complete
     print(f"final validation metrics\n{format_results(results)}\nrun folder: {run}")

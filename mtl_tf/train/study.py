@@ -25,7 +25,7 @@ from mtl_tf.config import Recipe
 from mtl_tf.recipe import recipe_from_dict
 from mtl_tf.report.plots import plt, read_history
 from mtl_tf.tasks import TASKS
-from mtl_tf.train.fit import RunFolderError, run_fit
+from mtl_tf.train.fit import RunFolderError, run_finished, run_fit
 
 PLAIN_TRAIN = {"accumulate": {}, "lr_multipliers": {}, "plateau": None, "balance": {"method": "fixed"}}
 
@@ -59,7 +59,7 @@ def run_study(recipe: Recipe, out: Path, budget: str = "run", verbose="auto") ->
     variants = study_variants(recipe, budget)
     for name, variant in variants.items():
         run = out / name
-        if not (run / "model.keras").exists() or (run / "backup").exists():
+        if not run_finished(run):
             print(f"== study: {name}")
             run_fit(variant, run, verbose=verbose)
         histories[name] = read_history(run / "history.csv")

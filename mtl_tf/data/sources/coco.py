@@ -21,8 +21,8 @@ from pydantic import Field
 
 from mtl_tf.data.example import IGNORE
 from mtl_tf.data.sources.common import (
-    SIZE_MISMATCH, UNKNOWN_CLASS, UNPARSABLE, BoxSourceConfig, DataProblem, RecordSource, check_pixel_boxes,
-    check_same_size, collect, source_example, load_image, require_file, unique,
+    SIZE_MISMATCH, UNKNOWN_CLASS, UNKNOWN_IMAGE, UNPARSABLE, BoxSourceConfig, DataProblem, RecordSource,
+    check_pixel_boxes, check_same_size, collect, source_example, load_image, require_file, unique,
 )
 
 
@@ -76,8 +76,15 @@ class CocoSource(RecordSource):
             cid: names.index(config.rename.get(n, n)) for cid, n in categories.items() if n in config.categories
         }
         self._known = set(categories)
+        orphans = [a for a in self.coco.dataset.get("annotations", []) if a.get("image_id") not in self.coco.imgs]
+        _, orphaned = collect(orphans, self._orphan, config.skip_invalid)
         self.records, self.skipped = collect(sorted(self.coco.imgs), self._record, config.skip_invalid)
+        self.skipped = orphaned + self.skipped
         self.records = [r for r in self.records if config.include_empty or r.annotations]
+
+    def _orphan(self, ann: dict):
+        raise DataProblem(self.json_path, UNKNOWN_IMAGE, f"annotation {ann.get('id')} has image_id "
+                          f"{ann.get('image_id')}, which is not in 'images'")
 
     def _record(self, image_id: int) -> _Record:
         info = self.coco.imgs[image_id]
@@ -130,6 +137,9 @@ class CocoSource(RecordSource):
                                   f"annotation {ann.get('id')}: segmentation cannot be rasterized ({err!r})") from None
             mask[region] = IGNORE if ann.get("iscrowd") else ann["_class"] + 1
         return mask
+
+    def file_name(self, index: int) -> str:
+        return self.records[index].info["file_name"]
 
     def describe(self) -> str:
         return f"coco({self.config.annotations})"

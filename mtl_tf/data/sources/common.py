@@ -23,6 +23,7 @@ EMPTY_BOX = "zero-area box"
 UNKNOWN_CLASS = "class not in the class list"
 MASK_VALUE = "mask value not in the class table"
 SIZE_MISMATCH = "size mismatch"
+UNKNOWN_IMAGE = "annotation of an unknown image"
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -65,6 +66,10 @@ class RecordSource:
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def file_name(self, index: int) -> str:
+        """The name of example `index`'s image file (what ground truth files call it)."""
+        return self.records[index].image.name
 
 
 T = TypeVar("T")

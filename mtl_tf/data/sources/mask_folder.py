@@ -128,6 +128,12 @@ class MaskFolderSource:
         window = _tile(image.shape[:2], rows, cols, tile)
         return source_example(image[window], mask[window])
 
+    def file_name(self, index: int) -> str:
+        """The image's name, with '#tile<k>' when images are cut into tiles."""
+        rows, cols = self.config.tiles
+        name = self.records[index // (rows * cols)][0].name
+        return name if rows * cols == 1 else f"{name}#tile{index % (rows * cols)}"
+
     def describe(self) -> str:
         split = f", split={self.config.split}" if self.config.split else ""
         return f"mask_folder({self.config.images}{split})"

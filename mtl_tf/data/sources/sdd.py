@@ -143,6 +143,11 @@ class SddSource(RecordSource):
         boxes = check_pixel_boxes(boxes, height, width, self.annotation_path(frame.video), self.config.box_tolerance)
         return source_example(image, boxes=boxes, box_classes=classes)
 
+    def file_name(self, index: int) -> str:
+        """'<scene>/<videoN>#<frame number>', as the video's annotations.txt counts frames."""
+        frame = self.records[index]
+        return f"{frame.video}#{frame.number}"
+
     def describe(self) -> str:
         return f"sdd({self.config.root}, every={self.config.every})"
 

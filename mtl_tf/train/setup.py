@@ -1,0 +1,55 @@
+"""The one path from a recipe to training: its train sources, the steps of an epoch, the
+augmented and mixed batches, and a model compiled for them (with the multitask engine when the
+recipe asks for it). `fit`, the QAT fine-tune and `mtl-tf data bench` all train through it, so
+they read the same data the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mtl_tf.config import Recipe
+from mtl_tf.data import pipeline
+from mtl_tf.train.engine import MultitaskEngine
+from mtl_tf.train.optim import build_optimizer
+
+
+@dataclass
+class TrainingData:
+    """A recipe's train sources (`SourceExamples`) and the steps of one epoch: every train
+    example once per epoch at the recipe's batch size, unless train.steps_per_epoch says."""
+
+    recipe: Recipe
+    tasks: dict
+    sources: list
+    steps: int
+
+    def batches(self, sources=None, recipe: Recipe | None = None):
+        """Endless training batches of `sources` (default: all), as `recipe` (default: this
+        one) configures augmentation and mixing."""
+        return pipeline.recipe_training_batches(recipe or self.recipe, self.tasks, sources or self.sources, self.steps)
+
+
+def training_data(recipe: Recipe, tasks: dict) -> TrainingData:
+    """The recipe's train sources (from the cache when complete) and its steps per epoch."""
+    data = recipe.data
+    sources = pipeline.load_sources(data.train, tasks, data.image_size, data.cache, "train")
+    steps = recipe.train.steps_per_epoch or pipeline.steps_per_epoch(sum(s.count for s in sources), data.batch_size)
+    return TrainingData(recipe, tasks, sources, steps)
+
+
+def uses_engine(recipe: Recipe) -> bool:
+    """Whether training runs the multitask engine's step (engine settings, or recompute)."""
+    return recipe.train.engine_enabled() or bool(recipe.model.recompute)
+
+
+def compile_for_training(model, recipe: Recipe, total_steps: int) -> MultitaskEngine | None:
+    """Compile `model` with the recipe's optimizer and learning-rate schedule over `total_steps`
+    (call inside the distribution strategy's scope); returns the engine when the recipe uses one
+    (the engine applies the schedule itself, so the optimizer's rate stays constant)."""
+    engine = uses_engine(recipe)
+    model.compile(optimizer=build_optimizer(recipe.train.optimizer, total_steps, constant=engine))
+    if not engine:
+        return None
+    model.engine = MultitaskEngine(model, recipe.train, recipe.data.batch_size, total_steps)
+    return model.engine
