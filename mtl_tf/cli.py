@@ -25,10 +25,11 @@ def _user_errors():
     from mtl_tf.inference import ModelLoadError
     from mtl_tf.predict import InputError
     from mtl_tf.train.callbacks import TrainingDiverged
+    from mtl_tf.train.cluster import ClusterError
     from mtl_tf.train.fit import RunFolderError
 
     return (RecipeError, TrainingDiverged, DataError, RunFolderError, FileNotFoundError, ModelLoadError,
-            EvaluationError, InputError, ExportError, CacheError, MeasurementError)
+            EvaluationError, InputError, ExportError, CacheError, MeasurementError, ClusterError)
 
 
 def user_error(err: Exception) -> Exception | None:
@@ -73,12 +74,26 @@ def main():
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of a progress bar.")
 @click.option("--single-task", metavar="TASK",
               help="Train only TASK, on the examples labelled for it, with the same budget (train.single_task).")
-def fit(recipe, out, epochs, overrides, quiet, single_task):
+@click.option("--workers", metavar="HOST:PORT,...",
+              help="Train across machines: every worker's address, the same list on each (sets TF_CONFIG and "
+              "train.strategy=multi_worker).")
+@click.option("--worker-index", type=click.IntRange(min=0), help="This machine's index in --workers (0: the chief).")
+def fit(recipe, out, epochs, overrides, quiet, single_task, workers, worker_index):
     """Train the multitask model described by RECIPE and write a run folder."""
+    import os
+
     from mtl_tf.recipe import load_recipe
 
     overrides = list(overrides) + ([f"train.epochs={epochs}"] if epochs else [])
     overrides += [f"train.single_task={single_task}"] if single_task else []
+    if (workers is None) != (worker_index is None):
+        raise click.UsageError("--workers and --worker-index go together")
+    if workers is not None:
+        from mtl_tf.train.cluster import cluster_config
+
+        config = cluster_config([w.strip() for w in workers.split(",") if w.strip()], worker_index)
+        os.environ["TF_CONFIG"] = json.dumps(config)  # read by MultiWorkerMirroredStrategy
+        overrides.append("train.strategy=multi_worker")
     config = load_recipe(recipe, overrides)
     from mtl_tf.train.fit import run_fit
 

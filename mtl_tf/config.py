@@ -291,7 +291,11 @@ class TrainConfig(Strict):
     plateau: PlateauConfig | None = None
     best: BestConfig = BestConfig()
     single_task: str | None = Field(None, description="train only this task, on the examples labelled for it")
-    strategy: Literal["none", "mirrored", "multi_worker_mirrored", "tpu"] = "none"
+    strategy: Literal["none", "mirrored", "multi_worker", "multi_worker_mirrored", "tpu"] = Field(
+        "none", description="none: one device; mirrored: every local GPU; multi_worker (alias "
+        "multi_worker_mirrored): several machines, cluster from TF_CONFIG or fit --workers (train/cluster.py); "
+        "tpu: a Cloud TPU (TPUStrategy)",
+    )
 
     def engine_enabled(self) -> bool:
         """Whether the custom multitask step is needed (plain Keras `fit` otherwise)."""

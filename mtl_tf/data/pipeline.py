@@ -221,9 +221,18 @@ def training_batches(
     ds = ds.map(lambda ex, s: augment_lib.augment(ex, s, augment, out_size, layout), num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda ex: encode(ex, tasks), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
-    options = tf.data.Options()
+    options = _distributed_options()
     options.deterministic = deterministic
     return ds.with_options(options)
+
+
+def _distributed_options() -> tf.data.Options:
+    """Options that split batches between workers by element (each worker takes its share of
+    every global batch, in order) rather than by file, which would give workers different data
+    than one process sees; no effect on one worker."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
 
 
 def recipe_training_batches(recipe, tasks: dict, sources: list[SourceExamples], steps_per_epoch: int):
@@ -251,7 +260,7 @@ def _shuffled_stream(sources: list[SourceExamples], shuffle_buffer: int, seed: i
 def validation_batches(examples: tf.data.Dataset, tasks: dict, batch_size: int) -> tf.data.Dataset:
     """Encoded batches in a fixed order, one pass, for validation losses."""
     ds = examples.map(lambda ex: encode(ex, tasks), num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size).prefetch(AUTOTUNE)
+    return ds.batch(batch_size).prefetch(AUTOTUNE).with_options(_distributed_options())
 
 
 def evaluation_batches(examples: tf.data.Dataset, tasks: dict, batch_size: int) -> tf.data.Dataset:

@@ -60,11 +60,37 @@ class MultitaskModel(keras.Model):
         self.task_loss_trackers = {n: keras.metrics.Mean(name=f"{n}_loss") for n in task_objects}
 
     # -- training -----------------------------------------------------------------------
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras builds the optimizer and metrics from a first batch taken off the training
+        iterator (one batch the epoch then lacks) and averaged across replicas with
+        `strategy.reduce`; across workers that is a collective op on uint8 images, which fails
+        (Keras 3.15). Shapes are all the build needs: zeros shaped like the dataset's batches
+        give them, and every batch stays for training."""
+        if iterator is not None and self._in_multi_worker_mode():
+            spec = iterator.data_adapter.get_tf_dataset().element_spec
+            data_batch = tf.nest.map_structure(lambda s: tf.zeros([d or 1 for d in s.shape], s.dtype), spec)
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def train_step(self, data):
         """Keras' own step, or the multitask engine's when `fit` attached one (train/engine.py)."""
-        if self.engine is None:
-            return super().train_step(data)
-        return self.engine.train_step(data)
+        logs = super().train_step(data) if self.engine is None else self.engine.train_step(data)
+        return self._reducible(logs)
+
+    def test_step(self, data):
+        return self._reducible(super().test_step(data))
+
+    def _reducible(self, logs: dict) -> dict:
+        """Across workers Keras averages each log with `strategy.reduce("MEAN", value, axis=0)`,
+        which fails on a scalar (Keras 3.15): there, logs travel as [1] vectors and arrive as
+        scalars; anywhere else they are left alone."""
+        if not self._in_multi_worker_mode():
+            return logs
+        return {k: tf.reshape(v, [1]) if v.shape.rank == 0 else v for k, v in logs.items()}
+
+    def _in_multi_worker_mode(self) -> bool:
+        strategy = self._distribute_strategy
+        return strategy is not None and strategy.extended._in_multi_worker_mode()
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         total = tf.constant(0.0)

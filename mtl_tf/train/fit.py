@@ -10,6 +10,7 @@ at any moment resumes from its last complete backup.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from mtl_tf.report.plots import plot_curves, read_history
 from mtl_tf.train.callbacks import (
     BestCheckpoint, DWAUpdate, HistoryLog, RunBackup, StopOnNaN, TaskEvaluation, TaskPlateau, latest_snapshot,
 )
+from mtl_tf.train.cluster import WORKERS_FOLDER, Worker, current_worker, worker_folder
 from mtl_tf.train.setup import compile_for_training, training_data, uses_engine
 
 BACKUP = "backup"
@@ -82,13 +84,15 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
     started = time.perf_counter()
     if recipe.train.single_task:
         recipe = single_task_recipe(recipe)
-    run = resolve_run_dir(out, recipe.name)
     data, train = recipe.data, recipe.train
+    worker = current_worker() if train.strategy in MULTI_WORKER else Worker()
+    run = resolve_run_dir(out, recipe.name) if worker.is_chief else Path(out or Path("runs") / recipe.name)
+    own = worker_folder(run, worker)  # what this worker writes: the run folder, or a scratch folder
     use_engine = uses_engine(recipe)
-    snapshot = latest_snapshot(run / BACKUP, engine=use_engine)
+    snapshot = latest_snapshot(run / BACKUP, engine=use_engine)  # the chief's, for every worker
     resuming = snapshot is not None
     done = snapshot.epoch if resuming else 0
-    atomic.write_text(run / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    atomic.write_text(own / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     keras.utils.set_random_seed(recipe.train.seed)
     strategy = build_strategy(train.strategy)
 
@@ -116,7 +120,9 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
         + (f"; engine: {engine_summary(train, data.batch_size, tasks)}" if train.engine_enabled() else "")
         + (f"; recompute: {'+'.join(recipe.model.recompute)}" if recipe.model.recompute else "")
     )
-    if not resuming and (run / "model.keras").exists():  # trained, but killed before its report
+    if worker.count > 1:
+        print(f"worker {worker.index} of {worker.count} ({'chief, writes the run folder' if worker.is_chief else f'writes {own}'})")
+    if not resuming and worker.is_chief and (run / "model.keras").exists():  # trained, but killed before its report
         print(f"{run / 'model.keras'} is complete and its report is not: writing the report")
         model.load_weights(run / "model.keras")
         evaluators = run_evaluators(keras_infer(model), tasks, pipeline.evaluation_batches(val_examples, tasks, data.batch_size))
@@ -126,10 +132,10 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
     with strategy.scope():
         engine = compile_for_training(model, recipe, steps * epochs)
     evaluation = TaskEvaluation(tasks, pipeline.evaluation_batches(val_examples, tasks, data.batch_size))
-    best = BestCheckpoint(run / BEST, tasks, train.best.metrics, train.best.references, save_model)
+    best = BestCheckpoint(own / BEST, tasks, train.best.metrics, train.best.references, save_model)
     callbacks = [
         evaluation,  # first: it adds val_<task>_<metric> to the logs the others record
-        StopOnNaN(run),  # before anything that saves weights
+        StopOnNaN(own),  # before anything that saves weights
         best,
     ]
     plateau = None
@@ -140,9 +146,9 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
         if train.balance.method == "dwa":
             callbacks.append(DWAUpdate(engine, train.balance.dwa_temperature))
     callbacks += [
-        HistoryLog(run / "history.csv", done),
-        keras.callbacks.TensorBoard(str(run / "logs"), profile_batch=0),
-        RunBackup(run / BACKUP, snapshot, engine, plateau, best),
+        HistoryLog(own / "history.csv", done),
+        keras.callbacks.TensorBoard(str(own / "logs"), profile_batch=0),
+        RunBackup(own / BACKUP, snapshot, engine, plateau, best),
         *extra_callbacks,
     ]
     batches = training.batches(train_sources)
@@ -159,23 +165,28 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
         verbose=verbose,
         shuffle=False,  # the pipeline shuffles
     )
-    save_model(model, run / "model.keras")
+    save_model(model, own / "model.keras")  # every worker saves (it may involve collective ops)
+    if not worker.is_chief:
+        shutil.rmtree(own, ignore_errors=True)
+        return run
     evaluators = evaluation.last_evaluators or run_evaluators(
         keras_infer(model), tasks, pipeline.evaluation_batches(val_examples, tasks, data.batch_size)
     )
     write_report(run, model, evaluators, val_examples, recipe, time.perf_counter() - started)
     atomic.retire(run / BACKUP)  # last: until here a rerun resumes and finishes the report
+    shutil.rmtree(run / WORKERS_FOLDER, ignore_errors=True)
     return run
 
 
 BEST = "best.keras"
+MULTI_WORKER = ("multi_worker", "multi_worker_mirrored")
 
 
 def build_strategy(name: str) -> tf.distribute.Strategy:
     """The recipe's tf.distribute strategy ('none': TensorFlow's default, one device)."""
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    if name == "multi_worker_mirrored":
+    if name in MULTI_WORKER:
         return tf.distribute.MultiWorkerMirroredStrategy()  # cluster from TF_CONFIG
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
