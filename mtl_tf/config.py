@@ -92,6 +92,11 @@ class BackboneConfig(Strict):
         "mobilenet_v3_large",
         "mobilenet_v3_small_minimalistic",
         "mobilenet_v3_large_minimalistic",
+        "efficientnet_b0",
+        "efficientnet_b1",
+        "efficientnet_b2",
+        "efficientnet_b3",
+        "efficientnet_v2_b0",
     ] = "tiny"
     weights: str | None = Field(
         None, description="'imagenet' (downloads), null (random init) or a path to a weights file"
