@@ -92,6 +92,11 @@ class BackboneConfig(Strict):
         "mobilenet_v3_large",
         "mobilenet_v3_small_minimalistic",
         "mobilenet_v3_large_minimalistic",
+        "efficientnet_b0",
+        "efficientnet_b1",
+        "efficientnet_b2",
+        "efficientnet_b3",
+        "efficientnet_v2_b0",
     ] = "tiny"
     weights: str | None = Field(
         None, description="'imagenet' (downloads), null (random init) or a path to a weights file"
@@ -99,8 +104,25 @@ class BackboneConfig(Strict):
     width: int = Field(16, ge=4, description="channels of the first stage (tiny backbone only)")
 
 
+class NeckConfig(Strict):
+    """A neck shared by every head over the backbone taps (mtl_tf/model/neck.py)."""
+
+    type: Literal["fpn", "bifpn"] = "bifpn"
+    channels: int = Field(64, ge=8, description="channels of every output level")
+    repeats: int = Field(1, ge=1, description="BiFPN layers stacked (fpn: 1)")
+
+    @model_validator(mode="after")
+    def _fpn_once(self):
+        if self.type == "fpn" and self.repeats != 1:
+            raise ValueError(f"repeats is for type bifpn; an fpn has one top-down pass. Received: repeats={self.repeats}")
+        return self
+
+
 class ModelConfig(Strict):
     backbone: BackboneConfig = BackboneConfig()
+    neck: NeckConfig | None = Field(
+        None, description="optional FPN / BiFPN shared by every head; the heads read its levels as C3, C4, C5"
+    )
     split_last_stage: bool = Field(
         False, description="give every task its own copy of the last backbone stage"
     )
@@ -109,6 +131,12 @@ class ModelConfig(Strict):
         description="backbone parts trained with gradient checkpointing: each runs as ~sqrt(n) segments "
         "cut between blocks, only the tensors between segments kept for the backward pass",
     )
+
+    @model_validator(mode="after")
+    def _neck_needs_one_last_stage(self):
+        if self.neck is not None and self.split_last_stage:
+            raise ValueError("a neck is shared by every head: it needs one shared last stage (split_last_stage: false)")
+        return self
 
 
 def _ordered_range(value):

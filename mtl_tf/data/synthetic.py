@@ -5,10 +5,19 @@ buildings with shadows, small clutter, and small objects to detect. Surface clas
 segmentation mask; objects sit on the surface and are boxed for detection. Object classes are
 imbalanced on purpose (cars common, buses rare) and objects are a few pixels to a few tens of
 pixels across, as in drone footage.
+
+Dense labels (`dense: [depth, normals, boundaries, saliency]`), derived from the same scene
+without touching its image, mask or boxes: a height map (buildings 4-14 m with a gabled roof
+whose ridge runs where the rendered roof changes shade, vegetation 2-7 m, objects 1.5-3.2 m on
+the surface under them; ground, roads and water 0) seen by a nadir camera `camera_height`
+metres above the ground, so `depth` = camera_height - height; `normals` from the height map's
+finite differences (x right, y down, z up); `boundaries` where a pixel's 4-neighbour lies in
+another surface region or object box; `saliency` the objects' footprints (their boxes).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -28,6 +37,14 @@ OBJECT_FREQUENCY = np.array([0.30, 0.15, 0.47, 0.08])
 # Object size (length, width) as a fraction of the image side, before jitter.
 OBJECT_SIZE = {PEDESTRIAN: (0.035, 0.035), CYCLIST: (0.06, 0.03), CAR: (0.09, 0.05), BUS: (0.19, 0.065)}
 
+# Dense labels: the image's short side spans SCENE_METRES; heights in metres.
+DENSE_KINDS = ("depth", "normals", "boundaries", "saliency")
+SCENE_METRES = 48.0
+OBJECT_HEIGHT = np.array([1.8, 1.7, 1.5, 3.2])  # pedestrian, cyclist, car, bus
+EAVE_HEIGHT = (4.0, 14.0)
+ROOF_PITCH = 0.45  # rise per metre from the eave to the ridge
+VEGETATION_HEIGHT = (2.0, 7.0)
+
 
 class SyntheticAerialSource:
     """A source of synthetic aerial scenes, indexable and deterministic by (seed, index)."""
@@ -44,9 +61,15 @@ class SyntheticAerialSource:
             "surface", description="what the mask labels: the surface classes (ground, road, ...), or the "
             "objects' footprints (background, then the object classes, each object's box filled)"
         )
+        dense: list[Literal[DENSE_KINDS]] = Field(
+            default_factory=list, description="dense label kinds the examples carry too: depth (metres from a "
+            "nadir camera at camera_height), normals, boundaries, saliency (see mtl_tf/data/synthetic.py)"
+        )
+        camera_height: float = Field(30.0, gt=20.0, description="metres above the ground (above the tallest roof)")
 
         def label_kinds(self) -> list[str]:
-            return {"both": ["boxes", "mask"], "boxes": ["boxes"], "masks": ["mask"]}[self.labels]
+            kinds = {"both": ["boxes", "mask"], "boxes": ["boxes"], "masks": ["mask"]}[self.labels]
+            return kinds + [k for k in DENSE_KINDS if k in self.dense]
 
         def class_names(self, kind: str) -> list[str]:
             masks = SURFACE_CLASSES if self.mask == "surface" else ["background", *OBJECT_CLASSES]
@@ -61,13 +84,18 @@ class SyntheticAerialSource:
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.config.seed, index])
-        image, mask, boxes, classes = render_scene(rng, *self.image_size, self.config.max_objects)
+        scene = draw_scene(rng, *self.image_size, self.config.max_objects)
+        image, mask, boxes, classes = scene.image, scene.mask, scene.boxes, scene.classes
         example = {"image": image}
         kinds = self.config.label_kinds()
         if "boxes" in kinds:
             example.update(boxes=boxes, box_classes=classes)
         if "mask" in kinds:
             example["mask"] = mask if self.config.mask == "surface" else footprints(boxes, classes, self.image_size)
+        if self.config.dense:
+            # Its own generator: the scene's draws (image, mask, boxes) stay as they were.
+            dense_rng = np.random.default_rng([self.config.seed, index, 1])
+            example.update(dense_labels(scene, dense_rng, self.config.dense, self.config.camera_height))
         return example
 
     def describe(self) -> str:
@@ -78,20 +106,101 @@ class SyntheticAerialSource:
 def footprints(boxes: np.ndarray, classes: np.ndarray, image_size) -> np.ndarray:
     """A mask of object footprints: 0 background, class + 1 inside each object's box (later
     objects over earlier ones, as they are drawn)."""
+    ids = np.concatenate([[0], np.asarray(classes, np.int64) + 1])  # instance i + 1 -> class + 1
+    return ids[object_instances(boxes, image_size)].astype(np.uint8)
+
+
+def object_instances(boxes: np.ndarray, image_size) -> np.ndarray:
+    """int32 [H, W]: 0 background, i + 1 inside object i's box (later objects over earlier)."""
     height, width = image_size
-    mask = np.zeros((height, width), np.uint8)
-    for (y0, x0, y1, x1), cls in zip(boxes, classes):
+    instances = np.zeros((height, width), np.int32)
+    for i, (y0, x0, y1, x1) in enumerate(boxes):
         rows = slice(int(round(y0 * height)), max(int(round(y1 * height)), int(round(y0 * height)) + 1))
         cols = slice(int(round(x0 * width)), max(int(round(x1 * width)), int(round(x0 * width)) + 1))
-        mask[rows, cols] = cls + 1
-    return mask
+        instances[rows, cols] = i + 1
+    return instances
+
+
+# ---------------------------------------------------------------- dense labels
+
+
+def dense_labels(scene: "Scene", rng: np.random.Generator, kinds, camera_height: float) -> dict:
+    """The requested dense label kinds of `scene` (see the module docstring)."""
+    size = scene.mask.shape
+    instances = object_instances(scene.boxes, size)
+    out = {}
+    if "depth" in kinds or "normals" in kinds:
+        height = height_map(scene, instances, rng)
+        if "depth" in kinds:
+            out["depth"] = (camera_height - height)[..., None].astype(np.float32)
+        if "normals" in kinds:
+            out["normals"] = normals_from_height(height, SCENE_METRES / min(size))
+    if "boundaries" in kinds:
+        out["boundaries"] = region_boundaries(scene.mask.astype(np.int64) * (len(scene.boxes) + 1) + instances)
+    if "saliency" in kinds:
+        out["saliency"] = (instances > 0).astype(np.uint8)
+    return out
+
+
+def height_map(scene: "Scene", instances: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Heights in metres: vegetation, buildings (drawn in the scene's order, gabled along x like
+    their two-shade roofs), then objects standing on the surface under them."""
+    mask = scene.mask
+    metres = SCENE_METRES / min(mask.shape)
+    height = np.zeros(mask.shape, np.float64)
+    canopy = VEGETATION_HEIGHT[0] + np.ptp(VEGETATION_HEIGHT) * _smooth_noise(rng, mask.shape, cells=6)
+    height[mask == VEGETATION] = canopy[mask == VEGETATION]
+    for y0, x0, y1, x1 in scene.buildings:
+        eave = rng.uniform(*EAVE_HEIGHT)
+        centres = np.arange(x0, x1) + 0.5
+        rise = ROOF_PITCH * metres * np.minimum(centres - x0, x1 - centres)
+        height[y0:y1, x0:x1] = eave + rise[None, :]
+    return height + np.concatenate([[0.0], OBJECT_HEIGHT[scene.classes]])[instances]
+
+
+def normals_from_height(height: np.ndarray, metres_per_pixel: float) -> np.ndarray:
+    """Unit normals [H, W, 3] (x right, y down, z up) of a height map, by central differences
+    (one-sided at the border)."""
+    dy, dx = np.gradient(np.asarray(height, np.float64), metres_per_pixel)
+    normals = np.stack([-dx, -dy, np.ones_like(dx)], axis=-1)
+    return (normals / np.linalg.norm(normals, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def region_boundaries(regions: np.ndarray) -> np.ndarray:
+    """uint8 [H, W]: 1 where a 4-neighbour has another region id (both sides of each edge)."""
+    edge = np.zeros(regions.shape, bool)
+    vertical = regions[1:] != regions[:-1]
+    horizontal = regions[:, 1:] != regions[:, :-1]
+    edge[1:] |= vertical
+    edge[:-1] |= vertical
+    edge[:, 1:] |= horizontal
+    edge[:, :-1] |= horizontal
+    return edge.astype(np.uint8)
 
 
 # ---------------------------------------------------------------- rendering
 
 
+@dataclass
+class Scene:
+    """One drawn scene: image uint8 HxWx3, surface mask uint8 HxW, boxes rel yxyx, their classes
+    and the buildings' pixel rectangles (y0, x0, y1, x1) in drawing order."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    boxes: np.ndarray
+    classes: np.ndarray
+    buildings: list
+
+
 def render_scene(rng: np.random.Generator, height: int, width: int, max_objects: int = 12):
     """Draw one scene. Returns (image uint8 HxWx3, mask uint8 HxW, boxes rel yxyx, classes)."""
+    scene = draw_scene(rng, height, width, max_objects)
+    return scene.image, scene.mask, scene.boxes, scene.classes
+
+
+def draw_scene(rng: np.random.Generator, height: int, width: int, max_objects: int = 12) -> Scene:
+    """Draw one scene (see `Scene`)."""
     side = min(height, width)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     mask = np.full((height, width), GROUND, np.uint8)
@@ -110,7 +219,7 @@ def render_scene(rng: np.random.Generator, height: int, width: int, max_objects:
         _paint(image, mask, lake, WATER, _textured(rng, (height, width), [45, 80, 130], 12))
 
     roads = _draw_roads(rng, image, mask, yy, xx, side)
-    _draw_buildings(rng, image, mask, side)
+    buildings = _draw_buildings(rng, image, mask, side)
     _draw_clutter(rng, image, yy, xx, side)
     boxes = _draw_objects(rng, image, mask, roads, side, max_objects)
 
@@ -122,7 +231,7 @@ def render_scene(rng: np.random.Generator, height: int, width: int, max_objects:
         rel = np.clip(pixel_xyxy_to_rel_yxyx(pixel, height, width), 0.0, 1.0)
     else:
         rel, classes = empty_boxes()
-    return image, mask, rel, classes
+    return Scene(image, mask, rel, classes, buildings)
 
 
 def _smooth_noise(rng, shape, cells: int) -> np.ndarray:
@@ -165,8 +274,10 @@ def _draw_roads(rng, image, mask, yy, xx, side) -> list[tuple[str, float, float]
     return roads
 
 
-def _draw_buildings(rng, image, mask, side) -> None:
+def _draw_buildings(rng, image, mask, side) -> list[tuple[int, int, int, int]]:
+    """Buildings with shadows and two-shade roofs; returns their (y0, x0, y1, x1) in pixels."""
     h, w = mask.shape
+    buildings = []
     for _ in range(rng.integers(0, 7)):
         bh, bw = rng.uniform(0.08, 0.25, 2) * side
         y0, x0 = rng.uniform(0, h - bh), rng.uniform(0, w - bw)
@@ -180,6 +291,8 @@ def _draw_buildings(rng, image, mask, side) -> None:
         texture[:, : (x1i - x0i) // 2] *= rng.uniform(0.8, 0.95)  # a ridge: two roof halves
         image[y0i:y1i, x0i:x1i] = texture
         mask[y0i:y1i, x0i:x1i] = BUILDING
+        buildings.append((y0i, x0i, y1i, x1i))
+    return buildings
 
 
 def _draw_clutter(rng, image, yy, xx, side) -> None:

@@ -7,6 +7,7 @@ A `Backbone` is split before its last stage: `lower` maps uint8 images to {"C3",
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,9 +46,20 @@ class Backbone:
         }
 
 
+# keras.applications EfficientNets by backbone name.
+EFFICIENTNETS = {
+    "efficientnet_b0": "EfficientNetB0",
+    "efficientnet_b1": "EfficientNetB1",
+    "efficientnet_b2": "EfficientNetB2",
+    "efficientnet_b3": "EfficientNetB3",
+    "efficientnet_v2_b0": "EfficientNetV2B0",
+}
+
+
 def build_backbone(name: str, image_size: tuple[int, int], weights: str | None = None, width: int = 16) -> Backbone:
     """Build a backbone by name: tiny | resnet50 | mobilenet_v3_small | mobilenet_v3_large |
-    mobilenet_v3_small_minimalistic | mobilenet_v3_large_minimalistic."""
+    mobilenet_v3_small_minimalistic | mobilenet_v3_large_minimalistic | efficientnet_b0..b3 |
+    efficientnet_v2_b0."""
     builders = {
         "tiny": lambda image: _tiny(image, width),
         "resnet50": lambda image: _resnet50(image, weights),
@@ -55,6 +67,7 @@ def build_backbone(name: str, image_size: tuple[int, int], weights: str | None =
         "mobilenet_v3_large": lambda image: _mobilenet_v3(image, weights, large=True),
         "mobilenet_v3_small_minimalistic": lambda image: _mobilenet_v3(image, weights, large=False, minimalistic=True),
         "mobilenet_v3_large_minimalistic": lambda image: _mobilenet_v3(image, weights, large=True, minimalistic=True),
+        **{n: (lambda image, cls=cls: _efficientnet(image, weights, cls)) for n, cls in EFFICIENTNETS.items()},
     }
     if name not in builders:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(builders)}")
@@ -130,5 +143,25 @@ def _mobilenet_v3(image, weights, large: bool, minimalistic: bool = False) -> di
             and "pad" not in layer.name
         ]
         taps[tap] = candidates[-1].output
+    taps["C5"] = net.output
+    return taps
+
+
+_BLOCK_OUTPUT = re.compile(r"^block\d+[a-z]_(add|project_bn)$")
+
+
+def _efficientnet(image, weights, cls_name: str) -> dict:
+    """EfficientNet / EfficientNetV2 taps: the output of the last block at strides 8 and 16 (the
+    end of block 3 and of block 5, as EfficientDet's P3 and P4) and the network's final feature
+    map (top conv) at stride 32. The networks normalize 0..255 pixels inside."""
+    x = ImageNormalization("raw", name="normalize")(image)
+    net = getattr(keras.applications, cls_name)(
+        include_top=False, weights="imagenet" if weights == "imagenet" else None, input_tensor=x
+    )
+    taps = {}
+    for tap in ("C3", "C4"):
+        size = -(-image.shape[1] // TAP_STRIDES[tap])
+        blocks = [layer for layer in net.layers if _BLOCK_OUTPUT.match(layer.name) and layer.output.shape[1] == size]
+        taps[tap] = blocks[-1].output
     taps["C5"] = net.output
     return taps

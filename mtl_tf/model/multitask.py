@@ -8,6 +8,7 @@ import tensorflow as tf
 from mtl_tf.model.backbones import build_backbone
 from mtl_tf.model.checkpointing import CheckpointedModel
 from mtl_tf.model.layers import TapCopy, image_input
+from mtl_tf.model.neck import build_neck
 from mtl_tf.tasks import build_tasks
 
 
@@ -20,13 +21,16 @@ class MultitaskModel(keras.Model):
         tasks: {task name: task config (model or plain dict)}, in output order.
         image_size: (height, width) of the input.
         split_last_stage: give every task its own copy of the backbone's last stage.
+        neck: optional neck arguments (`type`, `channels`, `repeats`, see model/neck.py): a FPN /
+            BiFPN shared by every head, part of the trunk; heads read its levels as C3, C4, C5.
 
     `compute_loss` sums the tasks' masked losses weighted by their `loss_weight`, and tracks
     each task's loss as `<task>_loss`. `predict_step` returns post-processed predictions.
     """
 
     def __init__(
-        self, backbone: dict, tasks: dict, image_size, split_last_stage: bool = False, recompute=(), **kwargs
+        self, backbone: dict, tasks: dict, image_size, split_last_stage: bool = False, recompute=(), neck=None,
+        **kwargs
     ):
         image_size = tuple(image_size)
         task_objects = build_tasks(tasks, image_size)
@@ -38,6 +42,12 @@ class MultitaskModel(keras.Model):
         taps = {"C3": lower["C3"], "C4": lower["C4"]}
         if shared_last is not None:
             taps["C5"] = shared_last(lower["C4"])
+        neck_model = None
+        if neck:
+            if shared_last is None:
+                raise ValueError("a neck needs one shared last stage (split_last_stage=False)")
+            neck_model = build_neck(trunk.channels, image_size, neck["type"], neck["channels"], neck.get("repeats", 1))
+            taps = neck_model(taps)
         taps = {k: TapCopy(name=f"tap_{k}")(v) for k, v in taps.items()}
         outputs = {}
         for name, task in task_objects.items():
@@ -48,7 +58,7 @@ class MultitaskModel(keras.Model):
         super().__init__(inputs=image, outputs=outputs, **kwargs)
         trunk_layers = [trunk.lower] + ([shared_last] if shared_last is not None else [])
         # A plain object: Keras neither tracks nor saves it (the layers it reaches are the model's).
-        self.engine_graph = EngineGraph(image, taps, outputs, trunk_layers, recompute)
+        self.engine_graph = EngineGraph(image, taps, outputs, trunk_layers, recompute, neck_model)
         self.engine = None
         self.recompute = recompute
 
@@ -56,6 +66,7 @@ class MultitaskModel(keras.Model):
         self.task_configs = {n: t.config for n, t in task_objects.items()}
         self.image_size = image_size
         self.split_last_stage = split_last_stage
+        self.neck = dict(neck) if neck else None
         self.tasks = task_objects
         self.task_loss_trackers = {n: keras.metrics.Mean(name=f"{n}_loss") for n in task_objects}
 
@@ -121,6 +132,7 @@ class MultitaskModel(keras.Model):
             "image_size": list(self.image_size),
             "split_last_stage": self.split_last_stage,
             "recompute": list(self.recompute),
+            "neck": self.neck,
         }
 
     @classmethod
@@ -131,9 +143,9 @@ class MultitaskModel(keras.Model):
 class EngineGraph:
     """What the training engine needs to see inside the model: the trunk (image -> backbone taps)
     and each task's branch (taps -> raw output) as functional models over the model's own layers,
-    and which trainable variables are the trunk's and which each branch's."""
+    and which trainable variables are the trunk's (the neck's included) and which each branch's."""
 
-    def __init__(self, image, taps: dict, outputs: dict, trunk_layers: list, recompute=()):
+    def __init__(self, image, taps: dict, outputs: dict, trunk_layers: list, recompute=(), neck=None):
         self.tap_names = list(taps)
         self.trunk_model = keras.Model(image, [taps[k] for k in self.tap_names])
         self.recompute = {"lower": "lower" in recompute, "last_stage": "last_stage" in recompute}
@@ -142,6 +154,7 @@ class EngineGraph:
                              "last_stage": CheckpointedModel(last[0]) if last and self.recompute["last_stage"] else None}
         self.branches = {name: keras.Model([taps[k] for k in self.tap_names], out) for name, out in outputs.items()}
         self.trunk_layers = trunk_layers
+        self.neck = neck
 
     def trunk(self, images, training: bool = True) -> list:
         """The backbone taps (in `tap_names` order). Parts named in `recompute` run as
@@ -154,11 +167,15 @@ class EngineGraph:
         taps = [features["C3"], features["C4"]]
         if last:
             taps.append((self.checkpointed["last_stage"] or last[0])(taps[1], training=training))
+        if self.neck is not None:
+            levels = self.neck(dict(zip(("C3", "C4", "C5"), taps)), training=training)
+            taps = [levels[k] for k in ("C3", "C4", "C5")]
         return [tf.identity(t) for t in taps]  # as the TapCopy layers
 
     @property
     def trunk_vars(self) -> list:
-        return [v for layer in self.trunk_layers for v in layer.trainable_variables]
+        layers = self.trunk_layers + ([self.neck] if self.neck is not None else [])
+        return [v for layer in layers for v in layer.trainable_variables]
 
     @property
     def head_vars(self) -> dict[str, list]:

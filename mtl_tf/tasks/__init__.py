@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from mtl_tf.tasks.base import Task
+from mtl_tf.tasks.boundaries import BoundariesTask
+from mtl_tf.tasks.depth import DepthTask
 from mtl_tf.tasks.detection import DetectionTask
+from mtl_tf.tasks.normals import NormalsTask
+from mtl_tf.tasks.saliency import SaliencyTask
 from mtl_tf.tasks.segmentation import SegmentationTask
 
 TASKS: dict[str, type[Task]] = {
     DetectionTask.type: DetectionTask,
     SegmentationTask.type: SegmentationTask,
+    DepthTask.type: DepthTask,
+    NormalsTask.type: NormalsTask,
+    SaliencyTask.type: SaliencyTask,
+    BoundariesTask.type: BoundariesTask,
 }
 
 

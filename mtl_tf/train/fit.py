@@ -71,6 +71,7 @@ def build_model(recipe: Recipe) -> MultitaskModel:
         image_size=recipe.data.image_size,
         split_last_stage=recipe.model.split_last_stage,
         recompute=recipe.model.recompute,
+        neck=recipe.model.neck.model_dump() if recipe.model.neck else None,
         name=f"{recipe.name}_model",
     )
 
