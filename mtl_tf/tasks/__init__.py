@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from mtl_tf.tasks.base import Task
+from mtl_tf.tasks.classification import ClassificationTask
 from mtl_tf.tasks.detection import DetectionTask
+from mtl_tf.tasks.multilabel import MultilabelTask
 from mtl_tf.tasks.segmentation import SegmentationTask
 
 TASKS: dict[str, type[Task]] = {
     DetectionTask.type: DetectionTask,
     SegmentationTask.type: SegmentationTask,
+    ClassificationTask.type: ClassificationTask,
+    MultilabelTask.type: MultilabelTask,
 }
 
 
