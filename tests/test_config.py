@@ -22,7 +22,8 @@ def test_shipped_recipes_validate():
     for path in [*shipped, TINY_RECIPE]:
         recipe = load_recipe(path)
         types = sorted(cfg.type for cfg in recipe.tasks.values())
-        assert types in (["detection", "segmentation"], ["detection", "segmentation", "segmentation"]), path
+        assert types in (["detection", "segmentation"], ["detection", "segmentation", "segmentation"],
+                         ["classification", "detection", "segmentation"]), path
 
 
 def test_typo_names_the_key_and_the_allowed_ones():

@@ -5,6 +5,11 @@ buildings with shadows, small clutter, and small objects to detect. Surface clas
 segmentation mask; objects sit on the surface and are boxed for detection. Object classes are
 imbalanced on purpose (cars common, buses rare) and objects are a few pixels to a few tens of
 pixels across, as in drone footage.
+
+Besides boxes and masks, every scene carries two image-level labels derived from them (no extra
+drawing, so images, boxes and masks are unchanged): its `scene` class (kind `label`: waterside,
+urban or rural, by which surfaces cover it, see `scene_class`) and the presence of each object
+class (kind `labels`, see `objects_present`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,12 @@ from mtl_tf.data.example import empty_boxes, pixel_xyxy_to_rel_yxyx
 
 SURFACE_CLASSES = ["ground", "road", "building", "water", "vegetation"]
 OBJECT_CLASSES = ["pedestrian", "cyclist", "car", "bus"]
+SCENE_CLASSES = ["rural", "urban", "waterside"]
 GROUND, ROAD, BUILDING, WATER, VEGETATION = range(5)
+RURAL, URBAN, WATERSIDE = range(3)
+# Scene rule: waterside from this share of water pixels; else urban from this share of road and
+# building pixels; else rural (about a third each on the built-in scenes).
+WATERSIDE_SHARE, URBAN_SHARE = 0.05, 0.28
 PEDESTRIAN, CYCLIST, CAR, BUS = range(4)
 
 # Share of each object class among the objects of a scene.
@@ -46,11 +56,15 @@ class SyntheticAerialSource:
         )
 
         def label_kinds(self) -> list[str]:
-            return {"both": ["boxes", "mask"], "boxes": ["boxes"], "masks": ["mask"]}[self.labels]
+            """`labels` picks the dense kinds; the image-level ones (scene, object presence) are
+            always there (`targets: {label: null}` leaves them unused)."""
+            dense = {"both": ["boxes", "mask"], "boxes": ["boxes"], "masks": ["mask"]}[self.labels]
+            return [*dense, "label", "labels"]
 
         def class_names(self, kind: str) -> list[str]:
             masks = SURFACE_CLASSES if self.mask == "surface" else ["background", *OBJECT_CLASSES]
-            return {"boxes": OBJECT_CLASSES, "mask": masks}.get(kind, []) if kind in self.label_kinds() else []
+            names = {"boxes": OBJECT_CLASSES, "mask": masks, "label": SCENE_CLASSES, "labels": OBJECT_CLASSES}
+            return names.get(kind, []) if kind in self.label_kinds() else []
 
     def __init__(self, config: Config, image_size: tuple[int, int]):
         self.config = config
@@ -68,11 +82,25 @@ class SyntheticAerialSource:
             example.update(boxes=boxes, box_classes=classes)
         if "mask" in kinds:
             example["mask"] = mask if self.config.mask == "surface" else footprints(boxes, classes, self.image_size)
+        example.update(label=scene_class(mask), labels=objects_present(classes))
         return example
 
     def describe(self) -> str:
         mask = "" if self.config.mask == "surface" else f", mask={self.config.mask}"
         return f"synthetic_aerial(seed={self.config.seed}, labels={self.config.labels}{mask})"
+
+
+def scene_class(surface: np.ndarray) -> np.int32:
+    """The scene class of a surface mask: waterside, else urban, else rural (see the shares)."""
+    shares = np.bincount(surface.ravel(), minlength=len(SURFACE_CLASSES)) / surface.size
+    if shares[WATER] >= WATERSIDE_SHARE:
+        return np.int32(WATERSIDE)
+    return np.int32(URBAN if shares[ROAD] + shares[BUILDING] >= URBAN_SHARE else RURAL)
+
+
+def objects_present(classes: np.ndarray) -> np.ndarray:
+    """int8 [4]: 1 where the scene holds an object of that class, else 0."""
+    return (np.bincount(classes, minlength=len(OBJECT_CLASSES)) > 0).astype(np.int8)
 
 
 def footprints(boxes: np.ndarray, classes: np.ndarray, image_size) -> np.ndarray:
