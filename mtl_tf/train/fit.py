@@ -30,6 +30,7 @@ from mtl_tf.train.callbacks import (
 )
 from mtl_tf.train.engine import MultitaskEngine
 from mtl_tf.train.optim import build_optimizer
+from mtl_tf.train.sampling import DynamicSampling
 
 BACKUP = "backup"
 
@@ -135,7 +136,11 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
     if engine is not None:
         callbacks.append(EngineBackup(engine, run / BACKUP, plateau))
     callbacks += list(extra_callbacks)
-    batches = pipeline.recipe_training_batches(recipe, tasks, train_sources, steps)
+    sampling = DynamicSampling.for_recipe(recipe, tasks)  # None unless data.mixing.weights: dynamic
+    if sampling is not None:
+        callbacks.insert(1, sampling)  # right after TaskEvaluation, whose metrics it reads
+    batches = pipeline.recipe_training_batches(recipe, tasks, train_sources, steps,
+                                               sampling.probabilities if sampling else None)
     # Resuming: skip the batches the finished epochs consumed, so the data order is the one an
     # uninterrupted run sees.
     batches = batches.skip(resumed_epochs(run / BACKUP) * steps)
