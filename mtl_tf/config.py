@@ -306,6 +306,13 @@ class BestConfig(Strict):
     )
 
 
+class FinetuneHeadsConfig(Strict):
+    """A last stage after the main training: the shared trunk frozen, every head trained."""
+
+    epochs: int = Field(ge=1)
+    learning_rate: float | None = Field(None, gt=0, description="default: train.optimizer.learning_rate")
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=1)
     steps_per_epoch: int | None = Field(
@@ -332,6 +339,9 @@ class TrainConfig(Strict):
     best: BestConfig = BestConfig()
     single_task: str | None = Field(None, description="train only this task, on the examples labelled for it")
     strategy: Literal["none", "mirrored", "multi_worker_mirrored", "tpu"] = "none"
+    finetune_heads: FinetuneHeadsConfig | None = Field(
+        None, description="after the main epochs, train the heads with the shared trunk frozen (train/finetune.py)"
+    )
 
     def engine_enabled(self) -> bool:
         """Whether the custom multitask step is needed (plain Keras `fit` otherwise)."""

@@ -29,6 +29,7 @@ from mtl_tf.train.callbacks import (
     BestCheckpoint, DWAUpdate, EngineBackup, StopOnNaN, TaskEvaluation, TaskPlateau,
 )
 from mtl_tf.train.engine import MultitaskEngine
+from mtl_tf.train.finetune import finetune_heads
 from mtl_tf.train.optim import build_optimizer
 from mtl_tf.train.sampling import DynamicSampling
 
@@ -153,6 +154,8 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
         verbose=verbose,
         shuffle=False,  # the pipeline shuffles
     )
+    finetune_heads(model, recipe, batches, steps, pipeline.validation_batches(val_examples, tasks, data.batch_size),
+                   [evaluation, keras.callbacks.CSVLogger(str(run / "finetune_history.csv"))], verbose)
     save_model(model, run / "model.keras")
     evaluators = evaluation.last_evaluators or run_evaluators(
         keras_infer(model), tasks, pipeline.evaluation_batches(val_examples, tasks, data.batch_size)
