@@ -109,21 +109,23 @@ def _invoke(*args):
     return result
 
 
-def test_classification_and_multilabel_train_evaluate_predict_and_inspect(tmp_path):
-    """Colours sort the folder images into classes; the CSV tags the same images with
-    bright / green (some unknown). One short fit, then evaluate, predict and data inspect."""
-    files = write_image_folder(tmp_path / "img", {"red": 12, "green": 12, "blue": 12})
-    rows = [(str(p.relative_to(tmp_path)), [str(int(name == "green")), "" if i % 3 == 0 else str(int(name != "blue"))])
+def test_classification_and_multilabel_train_predict_export_and_inspect(tmp_path):
+    """A flat colour per class folder; the CSV tags the same images beta (the second class)
+    and bright (not the third class; a third of them unknown). One short fit, then predict,
+    export (int8, verified) and data inspect."""
+    files = write_image_folder(tmp_path / "img", {"alpha": 12, "beta": 12, "gamma": 12})
+    rows = [(str(p.relative_to(tmp_path)), [str(int(name == "beta")), "" if i % 3 == 0 else str(int(name != "gamma"))])
             for name, paths in files.items() for i, p in enumerate(paths)]
-    csv_path = write_label_csv(tmp_path / "tags.csv", rows, ["green", "bright"])
+    csv_path = write_label_csv(tmp_path / "tags.csv", rows, ["beta", "bright"])
     folder = {"type": "image_folder", "root": str(tmp_path / "img")}
     recipe = {
         "name": "cls", "data": {"image_size": [SIZE, SIZE], "batch_size": 8, "train": [folder, {"type": "csv", "file": str(csv_path)}],
                                 "val": [folder, {"type": "csv", "file": str(csv_path)}], "augment": {"horizontal_flip": True}},
         "model": {"backbone": {"name": "tiny", "width": 8}},
-        "tasks": {"colour": {"type": "classification", "classes": ["red", "green", "blue"], "label_smoothing": 0.05},
-                  "tags": {"type": "multilabel", "classes": ["green", "bright"], "hidden": 8}},
+        "tasks": {"colour": {"type": "classification", "classes": ["alpha", "beta", "gamma"], "label_smoothing": 0.05},
+                  "tags": {"type": "multilabel", "classes": ["beta", "bright"], "hidden": 8}},
         "train": {"epochs": 2, "num_overlays": 2, "optimizer": {"learning_rate": 0.01}},
+        "export": {"calibration_images": 8, "max_drop": {"colour": 0.2, "tags": 0.2}},
     }
     (tmp_path / "cls.yaml").write_text(yaml.safe_dump(recipe))
     _invoke("fit", tmp_path / "cls.yaml", "--out", tmp_path / "run", "--quiet")
@@ -137,15 +139,20 @@ def test_classification_and_multilabel_train_evaluate_predict_and_inspect(tmp_pa
     # 36 colour images + 36 tag images: the classifier is far better than chance on flat colours.
     assert metrics["colour"]["top1"] > 0.5
 
-    _invoke("predict", run, files["green"][0], files["blue"][1], "--out", tmp_path / "pred")
+    _invoke("predict", run, files["beta"][0], files["gamma"][1], "--out", tmp_path / "pred")
     colour = json.loads((tmp_path / "pred" / "colour_labels.json").read_text())
-    assert [r["image"] for r in colour] == [files["green"][0].name, files["blue"][1].name]
+    assert [r["image"] for r in colour] == [files["beta"][0].name, files["gamma"][1].name]
     assert all(len(r["top_k"]) == 3 and r["label"] == r["top_k"][0]["label"] for r in colour)
     tags = json.loads((tmp_path / "pred" / "tags_labels.json").read_text())
-    assert set(tags[0]["scores"]) == {"green", "bright"}
+    assert set(tags[0]["scores"]) == {"beta", "bright"}
+
+    _invoke("export", run, "--int8", "--calibration", "8", "--verify", "--out", tmp_path / "export")
+    outputs = json.loads((tmp_path / "export" / "int8" / "metadata.json").read_text())["outputs"]
+    assert set(outputs) == {"colour_probabilities", "tags_probabilities"}
+    assert all(o["dtype"] == "int8" and o["quantization"]["scale"] > 0 for o in outputs.values())
 
     result = _invoke("data", "inspect", tmp_path / "cls.yaml", "--split", "train", "--json", tmp_path / "stats.json")
-    assert "colour images per class: red 12, green 12, blue 12" in result.output
+    assert "colour images per class: alpha 12, beta 12, gamma 12" in result.output
     stats = json.loads((tmp_path / "stats.json").read_text())
     tag_stats = [e["tasks"]["tags"] for e in stats if "tags" in e["tasks"] and e["labelled"]["tags"]][0]
-    assert tag_stats["positives"]["green"] == 12 and tag_stats["unknown"]["bright"] == 12
+    assert tag_stats["positives"]["beta"] == 12 and tag_stats["unknown"]["bright"] == 12
