@@ -61,3 +61,20 @@ def test_three_tasks_recipe_validates_and_trains_one_short_epoch(tmp_path):
     header = (run / "history.csv").read_text().splitlines()[0].split(",")
     assert {"val_detection_map50", "val_segmentation_miou", "val_scene_top1", "scene_loss"} <= set(header)
     assert (run / "scene_confusion_matrix.png").is_file()
+
+
+def test_scene_and_presence_bind_to_classification_and_multilabel_tasks():
+    from mtl_tf.data.pipeline import ExampleReader
+    from mtl_tf.recipe import recipe_from_dict
+    from mtl_tf.tasks import build_tasks
+
+    source = {"type": "synthetic_aerial", "num_images": 4, "seed": 5, "labels": "boxes"}
+    recipe = recipe_from_dict({"data": {"image_size": [64, 64], "train": [source], "val": [source]}, "tasks": {
+        "scene": {"type": "classification", "classes": ["waterside", "urban", "rural"]},
+        "objects": {"type": "multilabel", "classes": ["bus", "car", "cyclist", "pedestrian"]}}})
+    reader = ExampleReader(recipe.data.train, build_tasks(recipe.tasks, (64, 64)), (64, 64))
+    raw = _source(n=4, labels="boxes")
+    for i, ex in enumerate(reader):  # class ids follow the tasks' own orders
+        assert ex["has_scene"] and ex["has_objects"]
+        assert ["waterside", "urban", "rural"][ex["scene/label"]] == SCENE_CLASSES[raw[i]["label"]]
+        np.testing.assert_array_equal(ex["objects/labels"], raw[i]["labels"][::-1])
