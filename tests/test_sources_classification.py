@@ -156,3 +156,22 @@ def test_classification_and_multilabel_train_predict_export_and_inspect(tmp_path
     stats = json.loads((tmp_path / "stats.json").read_text())
     tag_stats = [e["tasks"]["tags"] for e in stats if "tags" in e["tasks"] and e["labelled"]["tags"]][0]
     assert tag_stats["positives"]["beta"] == 12 and tag_stats["unknown"]["bright"] == 12
+
+
+def test_csv_where_splits_a_label_into_positive_and_negative_sources_for_balanced_sampling(tmp_path):
+    from mtl_tf.config import MixingConfig
+    from mtl_tf.data import mixing
+
+    write_image_folder(tmp_path / "img", {"x": 10})
+    cells = [["1", "0"], ["1", ""], ["0", "1"], ["", "1"]] + [["0", "0"]] * 6  # cat: 2 positives, 7 negatives, 1 unknown
+    rows = [(f"img/x/{i:03d}.jpg", c) for i, c in enumerate(cells)]
+    csv_path = write_label_csv(tmp_path / "labels.csv", rows, ["cat", "dog"])
+    positives, negatives = (CsvSource(CsvSource.Config(file=str(csv_path), where={"cat": v}), (SIZE, SIZE)) for v in (1, 0))
+    assert len(positives) == 2 and len(negatives) == 7 and "cat=1" in positives.describe()
+    assert all(labels[0] == 0 for _, labels in negatives.records)
+    # Mixed with equal weights, each batch position is a positive half the time.
+    cfg = MixingConfig(mode="sample", weights="uniform")
+    draws = np.fromiter(mixing.source_choices(cfg, [2, 7], 4, 0, None).take(4000).as_numpy_iterator(), np.int64)
+    assert abs((draws == 0).mean() - 0.5) < 0.03
+    with pytest.raises(DataProblem, match=r"where: \['emu'\] are not label columns"):
+        CsvSource(CsvSource.Config(file=str(csv_path), where={"emu": 1}), (SIZE, SIZE))

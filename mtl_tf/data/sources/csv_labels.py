@@ -7,6 +7,8 @@
 Each label cell is 1 (present), 0 (absent) or blank (unknown; -1 is read as unknown too). Yields
 label kind `labels`; the label names are the label columns (every column but the image column,
 or those listed in `labels`). Image paths are relative to `images` (default: the CSV's folder).
+`where: {label: 1}` keeps the rows with those values: a positives source and a negatives source
+per label, mixed with equal weights (`data.mixing`), give balanced positive/negative sampling.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class CsvConfig(SourceConfig):
     labels: list[str] | None = Field(None, min_length=1, description="label columns, in order (default: every "
                                      "column but the image column)")
     images: str | None = Field(None, description="folder the image paths are relative to (default: the CSV's)")
+    where: dict[str, Literal[0, 1]] = Field(default_factory=dict, description="keep only the rows with these label "
+                                            "values, e.g. {cat: 1}: one source of positives and one of negatives per "
+                                            "label, mixed with equal weights, sample each label's classes evenly")
 
     def label_kinds(self) -> list[str]:
         return ["labels"]
@@ -70,6 +75,15 @@ class CsvSource(RecordSource):
             rows = list(enumerate(csv.DictReader(f), start=2))  # line numbers as an editor shows them
         self.folder = Path(config.images) if config.images else self.path.parent
         self.records, self.skipped = collect(rows, self._record, config.skip_invalid)
+        self.records = self._where(self.records)
+
+    def _where(self, records: list) -> list:
+        """The records whose labels have the values `where` asks for."""
+        unknown = sorted(set(self.config.where) - set(self.columns))
+        if unknown:
+            raise DataProblem(self.path, UNPARSABLE, f"where: {unknown} are not label columns")
+        wanted = [(self.columns.index(c), v) for c, v in self.config.where.items()]
+        return [(path, labels) for path, labels in records if all(labels[c] == v for c, v in wanted)]
 
     def _record(self, numbered_row) -> tuple[Path, np.ndarray]:
         line, row = numbered_row
@@ -89,4 +103,5 @@ class CsvSource(RecordSource):
         return source_example(load_image(path), labels=labels)
 
     def describe(self) -> str:
-        return f"csv({self.config.file})"
+        where = "".join(f", {c}={v}" for c, v in self.config.where.items())
+        return f"csv({self.config.file}{where})"
