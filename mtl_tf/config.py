@@ -195,6 +195,30 @@ class AugmentConfig(Strict):
     color: ColorConfig | None = None
 
 
+# Source probabilities: by name, or one weight per train source.
+SourceWeights = Literal["uniform", "proportional"] | list[Annotated[float, Field(ge=0)]]
+
+
+class AnnealedWeights(Strict):
+    """Weights going linearly from `from` to `to` over anneal_steps (each normalized first)."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+    start: SourceWeights = Field(alias="from")
+    end: SourceWeights = Field(alias="to")
+
+
+class DynamicSamplingConfig(Strict):
+    """weights: dynamic. After every epoch each task's validation metric (train.best.metrics,
+    default the primary) is divided by its reference (train.best.references) or, without one, by
+    its own best so far; a source's need is the largest shortfall (1 - that ratio) of the tasks it
+    labels, and its probability is proportional to exp(need / temperature), kept within
+    [min_share, max_share]."""
+
+    temperature: float = Field(0.1, gt=0)
+    min_share: float = Field(0.05, ge=0, lt=1)
+    max_share: float = Field(0.95, gt=0, le=1)
+
+
 class MixingConfig(Strict):
     """How the training sources are mixed into batches (data/mixing.py)."""
 
@@ -206,11 +230,17 @@ class MixingConfig(Strict):
         None, description="interleave: examples of each train source per batch (sum = batch_size; "
         "default: an even split)"
     )
-    weights: Literal["uniform", "proportional", "annealed"] | list[Annotated[float, Field(ge=0)]] | None = Field(
-        None, description="sample / per_batch_task: source probabilities (default: proportional); "
-        "annealed goes from proportional to uniform over anneal_steps"
-    )
+    weights: Literal["uniform", "proportional", "annealed", "dynamic"] | list[Annotated[float, Field(ge=0)]] \
+        | AnnealedWeights | None = Field(
+            None, description="sample / per_batch_task: source probabilities (default: proportional); "
+            "annealed goes from proportional to uniform over anneal_steps, {from: w0, to: w1} from w0 to "
+            "w1; dynamic follows the tasks' validation metrics (see `dynamic`)"
+        )
     anneal_steps: int | None = Field(None, ge=1, description="default: all training steps")
+    dynamic: DynamicSamplingConfig | None = Field(None, description="weights: dynamic: its settings")
+
+    def annealing(self) -> bool:
+        return self.weights == "annealed" or isinstance(self.weights, AnnealedWeights)
 
 
 class DataConfig(Strict):
@@ -251,11 +281,21 @@ class DataConfig(Strict):
             return self
         if mixing.per_batch is not None:
             raise ValueError("mixing.per_batch is for mode interleave")
-        if isinstance(mixing.weights, list) and (len(mixing.weights) != n or sum(mixing.weights) <= 0):
-            raise ValueError(f"mixing.weights needs one weight per train source ({n}), not all zero. "
-                             f"Received: {mixing.weights}")
-        if mixing.anneal_steps is not None and mixing.weights != "annealed":
-            raise ValueError("mixing.anneal_steps is for weights: annealed")
+        lists = {"weights": mixing.weights}
+        if isinstance(mixing.weights, AnnealedWeights):
+            lists = {"weights.from": mixing.weights.start, "weights.to": mixing.weights.end}
+        for key, weights in lists.items():
+            if isinstance(weights, list) and (len(weights) != n or sum(weights) <= 0):
+                raise ValueError(f"mixing.{key} needs one weight per train source ({n}), not all zero. "
+                                 f"Received: {weights}")
+        if mixing.anneal_steps is not None and not mixing.annealing():
+            raise ValueError("mixing.anneal_steps is for weights: annealed or {from: ..., to: ...}")
+        if mixing.dynamic is not None and mixing.weights != "dynamic":
+            raise ValueError("mixing.dynamic is for weights: dynamic")
+        bounds = mixing.dynamic or DynamicSamplingConfig()
+        if mixing.weights == "dynamic" and not bounds.min_share * n <= 1 <= bounds.max_share * n:
+            raise ValueError(f"mixing.dynamic: {n} sources cannot have shares within [{bounds.min_share}, "
+                             f"{bounds.max_share}] (need min_share * {n} <= 1 <= max_share * {n})")
         return self
 
 
@@ -294,6 +334,13 @@ class BestConfig(Strict):
     )
 
 
+class FinetuneHeadsConfig(Strict):
+    """A last stage after the main training: the shared trunk frozen, every head trained."""
+
+    epochs: int = Field(ge=1)
+    learning_rate: float | None = Field(None, gt=0, description="default: train.optimizer.learning_rate")
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=1)
     steps_per_epoch: int | None = Field(
@@ -323,6 +370,9 @@ class TrainConfig(Strict):
         "none", description="none: one device; mirrored: every local GPU; multi_worker (alias "
         "multi_worker_mirrored): several machines, cluster from TF_CONFIG or fit --workers (train/cluster.py); "
         "tpu: a Cloud TPU (TPUStrategy)",
+    )
+    finetune_heads: FinetuneHeadsConfig | None = Field(
+        None, description="after the main epochs, train the heads with the shared trunk frozen (train/finetune.py)"
     )
 
     def engine_enabled(self) -> bool:

@@ -201,3 +201,27 @@ def write_value_masks(root: Path, presence: np.ndarray) -> None:
         for c in np.flatnonzero(row):
             labels[:, c] = c
         Image.fromarray(labels, mode="L").save(root / "labels" / f"{i:04d}.png")
+
+
+# ---------------------------------------------------------------- classification
+
+def write_image_folder(root: Path, counts: dict[str, int], size: int = 16) -> dict[str, list[Path]]:
+    """<root>/<class>/<i>.jpg, `counts[class]` images each, every class a distinct flat colour
+    plus noise (so a classifier can learn them). Returns the files per class."""
+    written = {}
+    for c, (name, count) in enumerate(counts.items()):
+        colour = np.array([(60 + 90 * c) % 256, (200 - 70 * c) % 256, (30 * c) % 256])
+        written[name] = []
+        for i in range(count):
+            noise = np.random.default_rng([c, i]).integers(-20, 21, (size, size, 3))
+            pixels = np.clip(colour + noise, 0, 255).astype(np.uint8)
+            written[name].append(write_jpeg(root / name / f"{i:03d}.jpg", pixels))
+    return written
+
+
+def write_label_csv(path: Path, rows: list[tuple[str, list[str]]], columns: list[str], image_column: str = "image") -> Path:
+    """A CSV with a header (image column, then `columns`) and one (image, cells) row each."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [",".join([image_column, *columns])] + [",".join([name, *cells]) for name, cells in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path

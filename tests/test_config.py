@@ -23,7 +23,8 @@ def test_shipped_recipes_validate():
         recipe = load_recipe(path)
         types = sorted(cfg.type for cfg in recipe.tasks.values())
         assert types in (["detection", "segmentation"], ["detection", "segmentation", "segmentation"],
-                         ["boundaries", "depth", "detection", "normals", "saliency", "segmentation"]), path
+                         ["boundaries", "depth", "detection", "normals", "saliency", "segmentation"],
+                         ["classification", "detection", "segmentation"]), path
 
 
 def test_typo_names_the_key_and_the_allowed_ones():

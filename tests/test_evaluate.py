@@ -92,28 +92,28 @@ def test_ranking_ap_hand_computed():
 
 
 def test_multi_label_ap_skips_unknown_labels():
-    from mtl_tf.evaluate.classification import ClassificationEvaluator
+    from mtl_tf.evaluate.classification import MultiLabelEvaluator
 
-    ev = ClassificationEvaluator(["cat", "dog"], multi_label=True)
-    ev.add_image([1, 0], [0.9, 0.2], known=[True, True])
-    ev.add_image([0, 1], [0.95, 0.8], known=[False, True])  # cat unknown: its high score is ignored
-    ev.add_image([0, 0], [0.1, 0.9], known=[True, True])
+    ev = MultiLabelEvaluator(["cat", "dog"])
+    ev.add_image([1, 0], [0.9, 0.2])
+    ev.add_image([-1, 1], [0.95, 0.8])  # cat unknown: its high score is ignored
+    ev.add_image([0, 0], [0.1, 0.9])
     res = ev.result()
     assert res["per_label_ap"]["cat"] == 1.0
     assert res["per_label_ap"]["dog"] == pytest.approx(0.5)  # the negative outranks the positive
-    assert res["label_accuracy"] == pytest.approx(4 / 5)
+    assert res["per_label_balanced_accuracy"]["dog"] == pytest.approx(0.75)  # TPR 1, TNR 1/2
 
 
 def test_multi_class_accuracy():
-    from mtl_tf.evaluate.classification import ClassificationEvaluator
+    from mtl_tf.evaluate.classification import MultiClassEvaluator
 
-    ev = ClassificationEvaluator(["a", "b", "c"])
+    ev = MultiClassEvaluator(["a", "b", "c"])
     ev.add_image(0, [0.7, 0.2, 0.1])
     ev.add_image(1, [0.5, 0.4, 0.1])
     ev.add_image(2, [0.1, 0.2, 0.7])
     res = ev.result()
-    assert res["accuracy"] == pytest.approx(2 / 3) and res["per_class_accuracy"]["b"] == 0.0
-    assert res["top5_accuracy"] == 1.0
+    assert res["top1"] == pytest.approx(2 / 3) and res["per_class_accuracy"]["b"] == 0.0
+    assert res["balanced_accuracy"] == pytest.approx(2 / 3)
 
 
 def _random_boxes(rng, n):

@@ -8,16 +8,23 @@ Every mode builds a stream of source indices, one per example, and hands it to
 - `sample`: each example comes from source i with probability w_i.
 - `per_batch_task`: each batch is drawn whole from one source, picked with probability w_i.
 
-Weights: `uniform`, `proportional` (to the sources' sizes), a fixed list, or `annealed`: w_i
+Weights: `uniform`, `proportional` (to the sources' sizes), a fixed list, `annealed`: w_i
 proportional to n_i ** alpha with alpha going linearly from 1 (proportional) to 0 (uniform)
 over `anneal_steps` batches (default: the whole training), the annealed sampling of Stickland &
-Murray (2019). Draws are stateless, so a seed fixes the whole sequence.
+Murray (2019), `{from: w0, to: w1}`: linearly from one setting to another over anneal_steps, or
+`dynamic`: probabilities held in a variable that training updates every epoch from the tasks'
+validation metrics (train/sampling.py). Draws are stateless, so a seed fixes the whole sequence
+(for dynamic weights, given the same updates).
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import tensorflow as tf
+
+from mtl_tf.config import AnnealedWeights
 
 
 def per_batch_counts(mixing, num_sources: int, batch_size: int) -> list[int]:
@@ -29,9 +36,12 @@ def per_batch_counts(mixing, num_sources: int, batch_size: int) -> list[int]:
 
 
 def fixed_weights(weights, sizes) -> np.ndarray:
-    """Normalized source probabilities for `uniform`, `proportional` or a list of weights."""
+    """Normalized source probabilities for `uniform`, `proportional` or a list of weights (the
+    first ones of annealed, {from, to} and dynamic weights)."""
     sizes = np.asarray(sizes, np.float64)
-    if weights == "uniform":
+    if isinstance(weights, AnnealedWeights):
+        return fixed_weights(weights.start, sizes)
+    if weights in ("uniform", "dynamic"):
         w = np.ones_like(sizes)
     elif weights in (None, "proportional", "annealed"):  # annealing starts proportional
         w = sizes
@@ -47,23 +57,42 @@ def annealed_weights(step: tf.Tensor, sizes, anneal_steps: int) -> tf.Tensor:
     return w / tf.reduce_sum(w)
 
 
-def source_choices(mixing, sizes, batch_size: int, seed: int, total_steps: int | None) -> tf.data.Dataset:
+def interpolated_weights(step: tf.Tensor, start: np.ndarray, end: np.ndarray, anneal_steps: int) -> tf.Tensor:
+    """(1 - a) * start + a * end with a = step / anneal_steps (clipped to [0, 1])."""
+    a = tf.minimum(tf.cast(step, tf.float64) / float(anneal_steps), 1.0)
+    return (1.0 - a) * tf.constant(start, tf.float64) + a * tf.constant(end, tf.float64)
+
+
+def weight_schedule(mixing, sizes, anneal_steps: int, dynamic: tf.Variable | None = None) -> Callable:
+    """step (batches) -> source probabilities (float64 [n]) for `mixing.weights`; `dynamic` is
+    the variable that holds the probabilities of weights: dynamic (without it, e.g. in `data
+    bench`, they stay uniform)."""
+    weights = mixing.weights
+    if weights == "annealed":
+        return lambda step: annealed_weights(step, sizes, anneal_steps)
+    if isinstance(weights, AnnealedWeights):
+        start, end = fixed_weights(weights.start, sizes), fixed_weights(weights.end, sizes)
+        return lambda step: interpolated_weights(step, start, end, anneal_steps)
+    if weights == "dynamic" and dynamic is not None:
+        return lambda step: tf.cast(dynamic, tf.float64)
+    fixed = tf.constant(fixed_weights(weights, sizes))
+    return lambda step: fixed
+
+
+def source_choices(mixing, sizes, batch_size: int, seed: int, total_steps: int | None,
+                   dynamic: tf.Variable | None = None) -> tf.data.Dataset:
     """An endless stream of source indices (int64), one per example, for `mixing`."""
     n = len(sizes)
     if mixing.mode == "interleave":
         pattern = np.repeat(np.arange(n), per_batch_counts(mixing, n, batch_size))
         return tf.data.Dataset.from_tensor_slices(pattern.astype(np.int64)).repeat()
 
-    anneal_steps = mixing.anneal_steps or total_steps or 1
-    fixed = np.log(np.maximum(fixed_weights(mixing.weights, sizes), 1e-30))
+    schedule = weight_schedule(mixing, sizes, mixing.anneal_steps or total_steps or 1, dynamic)
+    # `step` counts draws: examples in mode sample, batches in per_batch_task.
+    per_batch = 1 if mixing.mode == "per_batch_task" else batch_size
 
     def draw(step, draw_seed):
-        if mixing.weights == "annealed":
-            # `step` counts draws: examples in mode sample, batches in per_batch_task.
-            per_batch = 1 if mixing.mode == "per_batch_task" else batch_size
-            logits = tf.math.log(annealed_weights(step // per_batch, sizes, anneal_steps))
-        else:
-            logits = tf.constant(fixed)
+        logits = tf.math.log(tf.maximum(schedule(step // per_batch), 1e-30))
         return tf.random.stateless_categorical(logits[None], 1, draw_seed, dtype=tf.int64)[0, 0]
 
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
@@ -74,9 +103,9 @@ def source_choices(mixing, sizes, batch_size: int, seed: int, total_steps: int |
 
 
 def mix(streams: list[tf.data.Dataset], mixing, sizes, batch_size: int, seed: int,
-        total_steps: int | None = None) -> tf.data.Dataset:
+        total_steps: int | None = None, dynamic: tf.Variable | None = None) -> tf.data.Dataset:
     """One example stream drawn from the (endless) per-source `streams` as `mixing` says."""
-    choices = source_choices(mixing, sizes, batch_size, seed, total_steps)
+    choices = source_choices(mixing, sizes, batch_size, seed, total_steps, dynamic)
     return tf.data.Dataset.choose_from_datasets(streams, choices)
 
 
@@ -86,7 +115,10 @@ def describe(mixing, sizes, batch_size: int) -> str:
         return "one shuffled stream of all train sources"
     if mixing.mode == "interleave":
         return f"interleave {per_batch_counts(mixing, len(sizes), batch_size)} examples per batch"
-    weights = "fixed" if isinstance(mixing.weights, list) else mixing.weights or "proportional"
-    start = np.round(fixed_weights(mixing.weights, sizes), 3).tolist()
-    end = " -> uniform" if mixing.weights == "annealed" else ""
-    return f"{mixing.mode} with {weights} weights {start}{end}"
+    weights = mixing.weights
+    start = np.round(fixed_weights(weights, sizes), 3).tolist()
+    if isinstance(weights, AnnealedWeights):
+        return f"{mixing.mode} with weights {start} -> {np.round(fixed_weights(weights.end, sizes), 3).tolist()}"
+    name = "fixed" if isinstance(weights, list) else weights or "proportional"
+    end = {"annealed": " -> uniform", "dynamic": ", updated every epoch"}.get(name, "")
+    return f"{mixing.mode} with {name} weights {start}{end}"

@@ -197,12 +197,14 @@ def training_batches(
     mixing=None,
     total_steps: int | None = None,
     deterministic: bool = True,
+    dynamic: tf.Variable | None = None,
 ) -> tf.data.Dataset:
     """Shuffled, mixed, augmented, encoded batches, repeated forever (pair with `steps_per_epoch`).
 
     `examples`: one dataset, or one `SourceExamples` per train source. `augment` is the recipe's
     data.augment (default: horizontal flips), `mixing` its data.mixing (default: one shuffled
-    stream of all sources); `total_steps` (epochs x steps) paces annealed mixing weights.
+    stream of all sources); `total_steps` (epochs x steps) paces annealed mixing weights;
+    `dynamic` holds the source probabilities of `weights: dynamic` (train/sampling.py).
     """
     from mtl_tf.config import AugmentConfig
 
@@ -213,7 +215,7 @@ def training_batches(
         ds = _shuffled_stream(examples, shuffle_buffer, seed)
     else:
         streams = [_shuffled_stream([s], shuffle_buffer, seed + i) for i, s in enumerate(examples)]
-        ds = mixing_lib.mix(streams, mixing, [s.count for s in examples], batch_size, seed, total_steps)
+        ds = mixing_lib.mix(streams, mixing, [s.count for s in examples], batch_size, seed, total_steps, dynamic)
     out_size = tuple(ds.element_spec["image"].shape[:2])
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     ds = tf.data.Dataset.zip(ds, seeds)
@@ -235,13 +237,14 @@ def _distributed_options() -> tf.data.Options:
     return options
 
 
-def recipe_training_batches(recipe, tasks: dict, sources: list[SourceExamples], steps_per_epoch: int):
+def recipe_training_batches(recipe, tasks: dict, sources: list[SourceExamples], steps_per_epoch: int,
+                            dynamic: tf.Variable | None = None):
     """`training_batches` as the recipe's data and train sections configure them."""
     data = recipe.data
     return training_batches(
         sources, tasks, data.batch_size, data.shuffle_buffer, recipe.train.seed,
         augment=data.augment, mixing=data.mixing, total_steps=steps_per_epoch * recipe.train.epochs,
-        deterministic=data.deterministic,
+        deterministic=data.deterministic, dynamic=dynamic,
     )
 
 

@@ -13,6 +13,11 @@ the surface under them; ground, roads and water 0) seen by a nadir camera `camer
 metres above the ground, so `depth` = camera_height - height; `normals` from the height map's
 finite differences (x right, y down, z up); `boundaries` where a pixel's 4-neighbour lies in
 another surface region or object box; `saliency` the objects' footprints (their boxes).
+
+Besides boxes and masks, every scene carries two image-level labels derived from them (no extra
+drawing, so images, boxes and masks are unchanged): its `scene` class (kind `label`: waterside,
+urban or rural, by which surfaces cover it, see `scene_class`) and the presence of each object
+class (kind `labels`, see `objects_present`).
 """
 
 from __future__ import annotations
@@ -29,7 +34,12 @@ from mtl_tf.data.example import empty_boxes, pixel_xyxy_to_rel_yxyx
 
 SURFACE_CLASSES = ["ground", "road", "building", "water", "vegetation"]
 OBJECT_CLASSES = ["pedestrian", "cyclist", "car", "bus"]
+SCENE_CLASSES = ["rural", "urban", "waterside"]
 GROUND, ROAD, BUILDING, WATER, VEGETATION = range(5)
+RURAL, URBAN, WATERSIDE = range(3)
+# Scene rule: waterside from this share of water pixels; else urban from this share of road and
+# building pixels; else rural (about a third each on the built-in scenes).
+WATERSIDE_SHARE, URBAN_SHARE = 0.05, 0.28
 PEDESTRIAN, CYCLIST, CAR, BUS = range(4)
 
 # Share of each object class among the objects of a scene.
@@ -68,12 +78,15 @@ class SyntheticAerialSource:
         camera_height: float = Field(30.0, gt=20.0, description="metres above the ground (above the tallest roof)")
 
         def label_kinds(self) -> list[str]:
+            """`labels` picks boxes and masks, `dense` the dense kinds; the image-level ones (scene,
+            object presence) are always there (`targets: {label: null}` leaves them unused)."""
             kinds = {"both": ["boxes", "mask"], "boxes": ["boxes"], "masks": ["mask"]}[self.labels]
-            return kinds + [k for k in DENSE_KINDS if k in self.dense]
+            return [*kinds, *(k for k in DENSE_KINDS if k in self.dense), "label", "labels"]
 
         def class_names(self, kind: str) -> list[str]:
             masks = SURFACE_CLASSES if self.mask == "surface" else ["background", *OBJECT_CLASSES]
-            return {"boxes": OBJECT_CLASSES, "mask": masks}.get(kind, []) if kind in self.label_kinds() else []
+            names = {"boxes": OBJECT_CLASSES, "mask": masks, "label": SCENE_CLASSES, "labels": OBJECT_CLASSES}
+            return names.get(kind, []) if kind in self.label_kinds() else []
 
     def __init__(self, config: Config, image_size: tuple[int, int]):
         self.config = config
@@ -96,11 +109,25 @@ class SyntheticAerialSource:
             # Its own generator: the scene's draws (image, mask, boxes) stay as they were.
             dense_rng = np.random.default_rng([self.config.seed, index, 1])
             example.update(dense_labels(scene, dense_rng, self.config.dense, self.config.camera_height))
+        example.update(label=scene_class(mask), labels=objects_present(classes))
         return example
 
     def describe(self) -> str:
         mask = "" if self.config.mask == "surface" else f", mask={self.config.mask}"
         return f"synthetic_aerial(seed={self.config.seed}, labels={self.config.labels}{mask})"
+
+
+def scene_class(surface: np.ndarray) -> np.int32:
+    """The scene class of a surface mask: waterside, else urban, else rural (see the shares)."""
+    shares = np.bincount(surface.ravel(), minlength=len(SURFACE_CLASSES)) / surface.size
+    if shares[WATER] >= WATERSIDE_SHARE:
+        return np.int32(WATERSIDE)
+    return np.int32(URBAN if shares[ROAD] + shares[BUILDING] >= URBAN_SHARE else RURAL)
+
+
+def objects_present(classes: np.ndarray) -> np.ndarray:
+    """int8 [4]: 1 where the scene holds an object of that class, else 0."""
+    return (np.bincount(classes, minlength=len(OBJECT_CLASSES)) > 0).astype(np.int8)
 
 
 def footprints(boxes: np.ndarray, classes: np.ndarray, image_size) -> np.ndarray:

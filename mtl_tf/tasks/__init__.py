@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from mtl_tf.tasks.base import Task
 from mtl_tf.tasks.boundaries import BoundariesTask
+from mtl_tf.tasks.classification import ClassificationTask
 from mtl_tf.tasks.depth import DepthTask
 from mtl_tf.tasks.detection import DetectionTask
+from mtl_tf.tasks.multilabel import MultilabelTask
 from mtl_tf.tasks.normals import NormalsTask
 from mtl_tf.tasks.saliency import SaliencyTask
 from mtl_tf.tasks.segmentation import SegmentationTask
@@ -17,6 +19,8 @@ TASKS: dict[str, type[Task]] = {
     NormalsTask.type: NormalsTask,
     SaliencyTask.type: SaliencyTask,
     BoundariesTask.type: BoundariesTask,
+    ClassificationTask.type: ClassificationTask,
+    MultilabelTask.type: MultilabelTask,
 }
 
 

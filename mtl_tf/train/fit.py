@@ -33,6 +33,8 @@ from mtl_tf.train.callbacks import (
 )
 from mtl_tf.train.cluster import WORKERS_FOLDER, Worker, current_worker, worker_folder
 from mtl_tf.train.setup import compile_for_training, training_data, uses_engine
+from mtl_tf.train.finetune import finetune_heads
+from mtl_tf.train.sampling import DynamicSampling
 
 BACKUP = "backup"
 
@@ -152,7 +154,10 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
         RunBackup(own / BACKUP, snapshot, engine, plateau, best),
         *extra_callbacks,
     ]
-    batches = training.batches(train_sources)
+    sampling = DynamicSampling.for_recipe(recipe, tasks)  # None unless data.mixing.weights: dynamic
+    if sampling is not None:
+        callbacks.insert(1, sampling)  # right after TaskEvaluation, whose metrics it reads
+    batches = training.batches(train_sources, dynamic=sampling.probabilities if sampling else None)
     # Resuming: skip the batches the finished epochs consumed, so the data order is the one an
     # uninterrupted run sees.
     batches = batches.skip(done * steps)
@@ -166,6 +171,8 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
         verbose=verbose,
         shuffle=False,  # the pipeline shuffles
     )
+    finetune_heads(model, recipe, batches, steps, pipeline.validation_batches(val_examples, tasks, data.batch_size),
+                   [evaluation, keras.callbacks.CSVLogger(str(own / "finetune_history.csv"))], verbose)
     save_model(model, own / "model.keras")  # every worker saves (it may involve collective ops)
     if not worker.is_chief:
         shutil.rmtree(own, ignore_errors=True)

@@ -24,10 +24,12 @@ class TrainingData:
     sources: list
     steps: int
 
-    def batches(self, sources=None, recipe: Recipe | None = None):
+    def batches(self, sources=None, recipe: Recipe | None = None, dynamic=None):
         """Endless training batches of `sources` (default: all), as `recipe` (default: this
-        one) configures augmentation and mixing."""
-        return pipeline.recipe_training_batches(recipe or self.recipe, self.tasks, sources or self.sources, self.steps)
+        one) configures augmentation and mixing; `dynamic`: the variable holding dynamic
+        sampling shares (train/sampling.py)."""
+        return pipeline.recipe_training_batches(recipe or self.recipe, self.tasks, sources or self.sources, self.steps,
+                                                dynamic)
 
 
 def training_data(recipe: Recipe, tasks: dict) -> TrainingData:
