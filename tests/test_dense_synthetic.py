@@ -28,13 +28,13 @@ def _source(dense=DENSE_KINDS, n=12, size=(96, 96), **kwargs):
 
 def test_dense_labels_leave_the_scenes_as_they_were():
     plain, dense = _source(dense=[]), _source()
-    assert dense.config.label_kinds() == ["boxes", "mask", *DENSE_KINDS]
+    assert dense.config.label_kinds() == ["boxes", "mask", *DENSE_KINDS, "label", "labels"]
     for i in range(len(plain)):
         a, b = plain[i], dense[i]
         assert set(b) - set(a) == set(DENSE_KINDS)
         for key in a:
             np.testing.assert_array_equal(a[key], b[key])
-    assert set(_source(dense=["normals"], labels="boxes")[0]) == {"image", "boxes", "box_classes", "normals"}
+    assert set(_source(dense=["normals"], labels="boxes")[0]) == {"image", "boxes", "box_classes", "normals", "label", "labels"}
 
 
 def test_dense_labels_agree_with_the_mask_the_boxes_and_each_other():

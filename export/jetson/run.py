@@ -238,6 +238,13 @@ def draw(frame: np.ndarray, results: dict, meta: dict, fps: float) -> np.ndarray
             colour = tuple(int(c) for c in colours(len(names))[cls])
             cv2.rectangle(out, (x0, y0), (x1, y1), colour, 2)
             cv2.putText(out, f"{names[cls]} {score:.2f}", (x0, max(y0 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1)
+    line = 40
+    for task, r in results.items():
+        if "labels" in r:  # image labels, one line per task under the FPS
+            names = meta["tasks"][task]["classes"]
+            text = ", ".join(f"{names[i]} {float(r['scores'][i]):.2f}" for i in r["labels"]) or "-"
+            cv2.putText(out, f"{task}: {text}", (8, line), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+            line += 18
     cv2.putText(out, f"{fps:.1f} FPS", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
     return out
 
@@ -251,6 +258,11 @@ def task_type(meta: dict, task: str) -> str:
 ANALYSERS = {
     "segmentation": lambda kinds, params, min_score: {"mask": kinds["logits"].argmax(-1)},
     "detection": lambda kinds, params, min_score: {"detections": detections(kinds, params, min_score)},
+    # Image labels: the top class, or every label above 0.5.
+    "classification": lambda kinds, params, min_score: {"labels": [int(np.argmax(kinds["probabilities"]))],
+                                                        "scores": kinds["probabilities"]},
+    "multilabel": lambda kinds, params, min_score: {"labels": np.flatnonzero(kinds["probabilities"] > 0.5).tolist(),
+                                                    "scores": kinds["probabilities"]},
 }
 
 
@@ -280,6 +292,8 @@ def summarize(result: dict, params: dict):
         return np.bincount(result["mask"].reshape(-1), minlength=len(params["classes"])).tolist()
     if "detections" in result:
         return len(result["detections"][0])
+    if "labels" in result:
+        return [params["classes"][i] for i in result["labels"]]
     return round(float(np.mean(result["map"])), 5)
 
 
