@@ -236,8 +236,9 @@ async function main() {
   if (query.get('bench')) {
     $('bench').hidden = false;
     const runs = Number(query.get('runs') || 30);
-    window.mtlDemo.benchResult = await runBench(compile, $('bench-table'), {runs, warmup: Number(query.get('warmup') || 3),
-      threads: state.threads}, status);
+    runBench(compile, $('bench-table'), {runs, warmup: Number(query.get('warmup') || 3),
+      threads: state.threads}, status).then((result) => { window.mtlDemo.benchResult = result; })
+      .catch((err) => status(`bench: ${err.message || err}`, true)); // not awaited: the page is ready meanwhile
   }
 }
 

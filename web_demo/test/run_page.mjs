@@ -24,12 +24,13 @@ const dataUrl = (path) => `data:${TYPES[extname(path)] || 'application/octet-str
 
 const args = parse(process.argv.slice(2));
 const browser = await puppeteer.launch({
-  executablePath: args.chromium, headless: true,
+  executablePath: args.chromium, headless: true, protocolTimeout: Number(args.timeout) + 60000,
   args: ['--no-sandbox', '--disable-dev-shm-usage', '--autoplay-policy=no-user-gesture-required'],
 });
 const result = {console: [], models: {}};
+let page;
 try {
-  const page = await browser.newPage();
+  page = await browser.newPage();
   page.setDefaultTimeout(Number(args.timeout));
   await page.setViewport({width: 900, height: 700});
   page.on('console', (m) => result.console.push(`${m.type()}: ${m.text()}`));
@@ -61,6 +62,7 @@ try {
   result.status = await page.evaluate(() => document.getElementById('status').textContent);
 } catch (err) {
   result.error = String(err.stack || err);
+  result.status = await page?.evaluate(() => document.getElementById('status').textContent).catch(() => undefined);
 } finally {
   await browser.close();
 }
