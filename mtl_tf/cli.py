@@ -17,6 +17,7 @@ class _UserError(click.ClickException):
 
 def _user_errors():
     from mtl_tf.bench.memory import MeasurementError
+    from mtl_tf.demo import DemoError
     from mtl_tf.config import RecipeError
     from mtl_tf.data.cache import CacheError
     from mtl_tf.data.example import DataError
@@ -29,7 +30,7 @@ def _user_errors():
     from mtl_tf.train.fit import RunFolderError
 
     return (RecipeError, TrainingDiverged, DataError, RunFolderError, FileNotFoundError, ModelLoadError,
-            EvaluationError, InputError, ExportError, CacheError, MeasurementError, ClusterError)
+            EvaluationError, InputError, ExportError, CacheError, MeasurementError, ClusterError, DemoError)
 
 
 def user_error(err: Exception) -> Exception | None:
@@ -167,7 +168,9 @@ def predict(model, inputs, out, split, recipe, min_score):
               help="int8 calibration images from val (default: the recipe's export.calibration_images).")
 @click.option("--verify", is_flag=True,
               help="Evaluate every TFLite artifact with LiteRT on val; exit 1 when a drop exceeds export.max_drop.")
-def export(run, out, int8, int8_input, fp16, dynamic, qat_epochs, onnx, nms, calibration_images, verify):
+@click.option("--web", is_flag=True,
+              help="Also web_int8: int8 compute, uint8 image in, float outputs (LiteRT.js cannot load int8 outputs).")
+def export(run, out, int8, int8_input, fp16, dynamic, qat_epochs, onnx, nms, calibration_images, verify, web):
     """Export a trained model: TFLite (builtin ops only), ONNX, each with its metadata.json."""
     from mtl_tf.export.job import run_export
     from mtl_tf.inference import load_predictor
@@ -178,8 +181,37 @@ def export(run, out, int8, int8_input, fp16, dynamic, qat_epochs, onnx, nms, cal
     folder = Path(out) if out else predictor.path.parent / "export"
     quantizations = ["float32"] + [q for q, on in [("float16", fp16), ("dynamic", dynamic), ("int8", int8)] if on]
     run_export(predictor.model, predictor.recipe, folder, quantizations, nms, onnx, qat_epochs or 0,
-               calibration_images, verify, log=click.echo, int8_input=int8_input)
+               calibration_images, verify, log=click.echo, int8_input=int8_input, web=web)
     click.echo(f"artifacts and their metadata.json in {folder}")
+
+
+@main.command()
+@click.argument("export_dir", metavar="EXPORT_DIR", type=click.Path())
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any free port.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 to open the demo from a phone on the same network.")
+@click.option("--bench", "bench_dir", type=click.Path(file_okay=False),
+              help="An `mtl-tf bench --runtimes tflite_fp32` folder: open /?bench=1 to time its multitask model "
+              "against its single-task models in the browser.")
+@click.option("--cert", type=click.Path(dir_okay=False), help="PEM certificate: serve HTTPS (camera on a phone).")
+@click.option("--key", type=click.Path(dir_okay=False), help="PEM private key of --cert.")
+def demo(export_dir, port, host, bench_dir, cert, key):
+    """Serve the browser demo (LiteRT.js) on an export: camera, video or image, in any browser."""
+    from mtl_tf.demo import make_server, urls
+
+    if key and not cert:
+        raise click.UsageError("--key goes with --cert")
+    server = make_server(Path(export_dir), host, port, Path(bench_dir) if bench_dir else None, cert, key)
+    click.echo(f"artifacts: {', '.join(server.models)}")
+    for url in urls(server, https=bool(cert)):
+        click.echo(f"open {url}" + (f"  (benchmark: {url}?bench=1)" if bench_dir else ""))
+    click.echo("Ctrl-C stops the server")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 # ---------------------------------------------------------------- data

@@ -1,7 +1,7 @@
 """The `export` job: a trained model -> one folder per artifact (model file + metadata.json).
 
 Folders are named after the variant: `float32`, `float16`, `dynamic`, `int8`, `qat_int8`,
-`onnx`, with `_nms` appended when detection post-processing runs in the graph. Each is written
+`web_int8` (int8 compute, float outputs, for LiteRT.js in browsers), `onnx`, with `_nms` appended when detection post-processing runs in the graph. Each is written
 into a staging folder and swapped into place only once complete (and, with `verify`, accepted),
 so a failed export never replaces a good artifact; the old folder is kept until the new one is
 in place, and the next export puts it back if a kill came between the two renames.
@@ -58,6 +58,7 @@ class Variant:
     nms: bool = False
     extra: dict = field(default_factory=dict)  # more metadata (calibration, QAT)
     input_type: str = "uint8"  # the image input of a full-int8 artifact: "uint8" or "int8"
+    float_outputs: bool = False  # int8 only: outputs dequantized in the graph (web_int8)
 
 
 def write_variant(
@@ -80,12 +81,14 @@ def write_variant(
             image, outputs = {"dtype": "uint8"}, onnx_outputs(path)
         else:
             path = staging / "model.tflite"
-            write_atomic(path, convert_tflite(saved_model, variant.quantization, representative))
+            write_atomic(path, convert_tflite(saved_model, variant.quantization, representative, variant.float_outputs))
             custom = builtin_only(path)
             if custom:
                 raise ExportError(f"{path.name} holds non-builtin ops {custom}; stock LiteRT cannot run them")
             inputs, outputs = tflite_signature(path)
             image = inputs["image"]
+            if variant.float_outputs:
+                variant.extra["xnnpack_prepares"] = xnnpack_prepares(path)
         metadata = build_metadata(
             variant.model, recipe, path.name, outputs, variant.quantization, variant.nms, image, variant.extra
         )
@@ -102,6 +105,20 @@ def write_variant(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return final / path.name
+
+
+def xnnpack_prepares(path: Path) -> bool:
+    """Whether LiteRT's XNNPACK delegate takes the artifact. It refuses some int8 graphs (e.g. a
+    barely trained model's empty calibrated ranges): Python's LiteRT then runs the builtin kernels,
+    but LiteRT.js 2.5.3 returns wrong outputs, so the browser demo refuses such a web_int8."""
+    from mtl_tf.export.litert import open_tflite
+
+    prepared = open_tflite(path)[1] == "XNNPACK"
+    if not prepared:
+        warnings.warn(f"{path}: XNNPACK refuses this int8 graph; LiteRT.js (browser) would return wrong outputs "
+                      "for it, so `mtl-tf demo` will not offer it (train longer or calibrate on more images)",
+                      stacklevel=2)
+    return prepared
 
 
 def export_variants(variants: list[Variant], out: Path, recipe: dict | None, representative=None,
@@ -164,20 +181,25 @@ def representative_images(recipe, tasks: dict, image_size, count: int) -> Callab
 def run_export(
     model, recipe, out: Path, quantizations=("float32",), nms: bool = False, onnx: bool = False,
     qat_epochs: int = 0, calibration_images: int | None = None, verify: bool = False, log=print,
-    int8_input: str = "uint8",
+    int8_input: str = "uint8", web: bool = False,
 ) -> list[Path]:
     """The `export` command: every requested artifact of `model` in `out`, with --verify checks.
 
     `recipe` (the run's) supplies calibration images and QAT data; it is required for "int8",
-    `qat_epochs` and `verify`. `int8_input`: the image input type of the full-int8 artifacts.
+    `qat_epochs`, `web` and `verify`. `int8_input`: the image input type of the full-int8
+    artifacts. `web`: also `web_int8`, int8 compute with a uint8 image in and float outputs
+    (dequantized in the graph), which LiteRT.js loads (it rejects int8 outputs).
     """
-    needs_data = "int8" in quantizations or qat_epochs or verify
+    needs_data = "int8" in quantizations or qat_epochs or verify or web
     if needs_data and recipe is None:
         raise ExportError("int8, --qat and --verify need the run's recipe (recipe.yaml beside the model)")
     variants = [Variant(variant_name(q, nms), q, model, nms, input_type=int8_input if q == "int8" else "uint8")
                 for q in quantizations]
+    if web:
+        variants.append(Variant(variant_name("web_int8", nms), "int8", model, nms,
+                                {"outputs_dequantized_in_graph": True}, float_outputs=True))
     representative = None
-    if "int8" in quantizations or qat_epochs:
+    if "int8" in quantizations or qat_epochs or web:
         count = calibration_images or recipe.export.calibration_images
         representative = representative_images(recipe, model.tasks, model.image_size, count)
         calibration = {"calibration": {"split": "val", "images": representative.count}}

@@ -44,6 +44,7 @@ def convert_tflite(
     saved_model: Path,
     quantization: str = "float32",
     representative: Callable[[], Iterable[np.ndarray]] | None = None,
+    float_outputs: bool = False,
 ) -> bytes:
     """TFLite flatbuffer of a SavedModel's `serve` signature, with builtin ops only: conversion
     fails rather than fall back to Flex (SELECT_TF_OPS), which stock Android LiteRT cannot run.
@@ -53,7 +54,9 @@ def convert_tflite(
     SavedModel's input, so write it with `int8_input` set; int8 kernels and activations, int8
     outputs; ops without an int8 kernel, like NMS, and `FLOAT_OPS_IN_INT8` stay float). "int8"
     needs `representative()`, yielding image batches [1, H, W, 3] of 0..255 pixels to calibrate
-    the activation ranges on.
+    the activation ranges on. `float_outputs` (int8 only): the outputs are dequantized in the
+    graph and come out float32 (int8 compute all the same), for runtimes that cannot load int8
+    outputs, like LiteRT.js ("Element type INT8 is not supported").
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}. Received: {quantization!r}")
@@ -75,7 +78,7 @@ def convert_tflite(
         converter.inference_output_type = INT8_OUTPUT
     try:
         if quantization == "int8":
-            return _int8_keeping_float(converter, FLOAT_OPS_IN_INT8)
+            return _int8_keeping_float(converter, FLOAT_OPS_IN_INT8, float_outputs)
         return converter.convert()
     except Exception as err:  # the converter raises ConverterError and others
         raise ExportError(f"TFLite {quantization} conversion with builtin ops only failed: {err}") from None
@@ -91,10 +94,12 @@ def serve_input_dtype(saved_model: Path) -> tf.DType:
     return tf.dtypes.as_dtype(proto.meta_graphs[0].signature_def["serve"].inputs["image"].dtype)
 
 
-def _int8_keeping_float(converter, ops) -> bytes:
+def _int8_keeping_float(converter, ops, float_outputs: bool = False) -> bytes:
     """Full-int8 conversion (calibrated on the converter's representative dataset) with `ops` left
-    in float between DEQUANTIZE / QUANTIZE: TFLite's selective quantization."""
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(ops), fully_quantize=True)
+    in float between DEQUANTIZE / QUANTIZE: TFLite's selective quantization. `float_outputs`:
+    the outputs keep their float type (a DEQUANTIZE ends each); the image input is integer
+    either way (uint8 stays uint8; a float image would stay float)."""
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(ops), fully_quantize=not float_outputs)
     with warnings.catch_warnings():  # it opens tf.lite.Interpreter, which warns of its deprecation
         warnings.simplefilter("ignore", UserWarning)
         debugger = tf.lite.experimental.QuantizationDebugger(
