@@ -210,6 +210,7 @@ def single_task_recipe(recipe: Recipe) -> Recipe:
     raw = recipe.to_dict()
     raw["tasks"] = {name: raw["tasks"][name]}
     raw["data"]["mixing"] = None  # one shuffled stream of the examples labelled for the task
+    raw["train"]["teachers"] = {}
     for key in ("accumulate", "lr_multipliers"):
         raw["train"][key] = {k: v for k, v in raw["train"][key].items() if k in (name, "trunk")}
     for section in (raw["train"]["best"], raw["train"]["plateau"] or {}):
