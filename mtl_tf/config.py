@@ -370,6 +370,10 @@ class TrainConfig(Strict):
         "instead of summing them (train/surgery.py); one trunk backward pass per task"
     )
     cagrad_c: float = Field(0.5, ge=0, description="CAGrad's radius c")
+    diagnostics_every: int | None = Field(
+        None, ge=1, description="every N batches record per-task loss, trunk gradient norm and cosine, effective "
+        "LR, BatchNorm drift, subset shift, background share (train/diagnostics.py): diagnostics.json/.png"
+    )
     teachers: dict[str, str] = Field(
         default_factory=dict, description="task -> finished run folder whose model labels the train examples "
         "lacking that task's labels (train/distill.py); ignored by single-task runs"

@@ -108,7 +108,11 @@ def run_study(recipe: Recipe, out: Path, budget: str = "run", verbose="auto", ex
         histories[name] = read_history(run / "history.csv")
     results = summarize(histories, recipe)
     (out / "study.json").write_text(json.dumps({"budget": budget, "variants": results}, indent=2))
-    (out / "study.md").write_text(markdown_table(results, recipe, budget))
+    figures = [f"- {name}: [{name}/diagnostics.png]({name}/diagnostics.png)" for name in variants
+               if (out / name / "diagnostics.png").exists()]
+    (out / "study.md").write_text(markdown_table(results, recipe, budget)
+                                  + ("\nDiagnostics over training (train.diagnostics_every):\n" + "\n".join(figures) + "\n"
+                                     if figures else ""))
     plot_study(histories, variants, out / "study.png")
     return results
 
