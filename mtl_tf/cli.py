@@ -75,11 +75,13 @@ def main():
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of a progress bar.")
 @click.option("--single-task", metavar="TASK",
               help="Train only TASK, on the examples labelled for it, with the same budget (train.single_task).")
+@click.option("--teacher", "teachers", multiple=True, metavar="TASK=RUN",
+              help="Distillation: RUN's model labels the train examples lacking TASK's labels (train.teachers; repeatable).")
 @click.option("--workers", metavar="HOST:PORT,...",
               help="Train across machines: every worker's address, the same list on each (sets TF_CONFIG and "
               "train.strategy=multi_worker).")
 @click.option("--worker-index", type=click.IntRange(min=0), help="This machine's index in --workers (0: the chief).")
-def fit(recipe, out, epochs, overrides, quiet, single_task, workers, worker_index):
+def fit(recipe, out, epochs, overrides, quiet, single_task, teachers, workers, worker_index):
     """Train the multitask model described by RECIPE and write a run folder."""
     import os
 
@@ -87,6 +89,11 @@ def fit(recipe, out, epochs, overrides, quiet, single_task, workers, worker_inde
 
     overrides = list(overrides) + ([f"train.epochs={epochs}"] if epochs else [])
     overrides += [f"train.single_task={single_task}"] if single_task else []
+    for teacher in teachers:
+        task, sep, run = teacher.partition("=")
+        if not sep or not task or not run:
+            raise click.UsageError(f"--teacher {teacher!r}: expected TASK=RUN_FOLDER")
+        overrides.append(f"train.teachers.{task}={run}")
     if (workers is None) != (worker_index is None):
         raise click.UsageError("--workers and --worker-index go together")
     if workers is not None:
@@ -344,8 +351,11 @@ def bench(recipe, json_path, runs, warmup, threads, runtimes, calibration, out, 
 @click.option("--budget", type=click.Choice(["run", "system"]), default="run", show_default=True,
               help="run: every run trains the recipe's steps; system: the multitask runs train the steps of "
               "all single-task runs together (the set they replace).")
+@click.option("--variants", default="", metavar="V1,V2+V3,...",
+              help="Remedy variants of plain multitask to add, each a '+'-joined set of: focal, balanced, ohem, "
+              "normalized, pcgrad, cagrad, distill (teachers: the study's single-task runs).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any recipe key (repeatable).")
-def study(recipe, out, epochs, steps_per_epoch, budget, overrides):
+def study(recipe, out, epochs, steps_per_epoch, budget, variants, overrides):
     """Single-task detector and segmenter, plain multitask and engine multitask on RECIPE, same budget."""
     from mtl_tf.recipe import load_recipe
 
@@ -355,7 +365,14 @@ def study(recipe, out, epochs, steps_per_epoch, budget, overrides):
     from mtl_tf.train.study import run_study
 
     folder = Path(out) if out else Path("runs") / f"{config.name}-study{'-system' if budget == 'system' else ''}"
-    run_study(config, folder, budget=budget, verbose=2)
+    extra = [v.strip() for v in variants.split(",") if v.strip()]
+    try:
+        from mtl_tf.train.study import study_variants
+
+        study_variants(config, budget, extra, folder)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    run_study(config, folder, budget=budget, verbose=2, extra=extra)
     click.echo((folder / "study.md").read_text())
     click.echo(f"study folder: {folder} (study.md, study.png, one run folder per variant)")
 

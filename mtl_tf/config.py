@@ -310,10 +310,12 @@ class OptimizerConfig(Strict):
 
 
 class BalanceConfig(Strict):
-    method: Literal["fixed", "uncertainty", "gradnorm", "dwa"] = Field(
+    method: Literal["fixed", "uncertainty", "gradnorm", "dwa", "normalized"] = Field(
         "fixed", description="fixed (tasks.<t>.loss_weight), uncertainty (Kendall 2018), gradnorm "
-        "(Chen 2018), dwa (dynamic weight average, Liu 2019)"
+        "(Chen 2018), dwa (dynamic weight average, Liu 2019), normalized (each task's loss divided "
+        "by a running mean of its own magnitude, so every task's loss is about 1)"
     )
+    normalized_momentum: float = Field(0.9, ge=0, lt=1, description="normalized: momentum of the running mean")
     gradnorm_alpha: float = Field(1.5, ge=0)
     gradnorm_learning_rate: float = Field(0.025, gt=0)
     dwa_temperature: float = Field(2.0, gt=0)
@@ -363,6 +365,21 @@ class TrainConfig(Strict):
     )
     balance: BalanceConfig = BalanceConfig()
     lr_multipliers: dict[str, float] = Field(default_factory=dict, description="'trunk' or task -> LR factor")
+    gradient_surgery: Literal["none", "pcgrad", "cagrad"] = Field(
+        "none", description="combine the tasks' trunk gradients with PCGrad (Yu 2020) or CAGrad (Liu 2021) "
+        "instead of summing them (train/surgery.py); one trunk backward pass per task"
+    )
+    cagrad_c: float = Field(0.5, ge=0, description="CAGrad's radius c")
+    diagnostics_every: int | None = Field(
+        None, ge=1, description="every N batches record per-task loss, trunk gradient norm and cosine, effective "
+        "LR, BatchNorm drift, subset shift, background share (train/diagnostics.py): diagnostics.json/.png"
+    )
+    teachers: dict[str, str] = Field(
+        default_factory=dict, description="task -> finished run folder whose model labels the train examples "
+        "lacking that task's labels (train/distill.py); ignored by single-task runs"
+    )
+    teacher_min_score: float = Field(0.5, ge=0, le=1, description="teacher boxes scoring below are dropped")
+    teacher_min_confidence: float = Field(0.5, ge=0, le=1, description="teacher mask pixels below are ignored")
     plateau: PlateauConfig | None = None
     best: BestConfig = BestConfig()
     single_task: str | None = Field(None, description="train only this task, on the examples labelled for it")
@@ -378,7 +395,7 @@ class TrainConfig(Strict):
     def engine_enabled(self) -> bool:
         """Whether the custom multitask step is needed (plain Keras `fit` otherwise)."""
         return bool(self.accumulate or self.lr_multipliers or self.plateau or self.balance.method != "fixed"
-                    or self.trunk_weighting != "examples")
+                    or self.trunk_weighting != "examples" or self.gradient_surgery != "none")
 
 
 class ExportConfig(Strict):
@@ -411,6 +428,7 @@ class Recipe(Strict):
         for field, keys, extra in (
             ("accumulate", train.accumulate, {"trunk"}),
             ("lr_multipliers", train.lr_multipliers, {"trunk"}),
+            ("teachers", train.teachers, set()),
             ("best.metrics", train.best.metrics, set()),
             ("best.references", train.best.references, set()),
             ("plateau.metrics", train.plateau.metrics if train.plateau else {}, set()),

@@ -26,7 +26,7 @@ def test_study_variants_share_the_budget_and_differ_only_where_they_should():
 
 
 def test_system_budget_gives_multitask_runs_the_steps_of_the_single_task_set():
-    recipe = load_recipe(TINY_RECIPE, ["train.epochs=3"])
+    recipe = load_recipe(TINY_RECIPE, ["train.epochs=3", "train.balance.method=dwa"])
     variants = study_variants(recipe, budget="system")
     assert variants["single_detection"].train.epochs == 3
     assert variants["multitask_plain"].train.epochs == variants["multitask_engine"].train.epochs == 3 * len(recipe.tasks)
@@ -123,3 +123,18 @@ def test_a_study_folder_of_another_budget_is_not_reused(tmp_path):
     result = CliRunner().invoke(main, ["study", str(TINY_RECIPE), "--out", str(tmp_path), "--budget", "system"])
     assert result.exit_code != 0 and "another budget" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "single_detection").exists()
+
+
+def test_remedy_variants_change_only_their_settings(tmp_path):
+    recipe = load_recipe(TINY_RECIPE, ["train.epochs=2"])
+    variants = study_variants(recipe, "system", ["focal", "pcgrad", "balanced+normalized+distill"], tmp_path)
+    assert "multitask_engine" not in variants  # the recipe sets no engine key: it would be plain again
+    plain, focal, pcgrad = variants["multitask_plain"], variants["multitask_focal"], variants["multitask_pcgrad"]
+    assert focal.tasks["detection"].classification_loss == "focal" and plain.tasks["detection"].classification_loss == "softmax"
+    assert focal.train.epochs == plain.train.epochs == 4 and not focal.train.engine_enabled()
+    assert pcgrad.train.gradient_surgery == "pcgrad" and pcgrad.train.accumulate == {"detection": 1, "segmentation": 1}
+    combo = variants["multitask_balanced+normalized+distill"]
+    assert combo.tasks["segmentation"].loss == "balanced" and combo.train.balance.method == "normalized"
+    assert combo.train.teachers == {t: str(tmp_path / f"single_{t}") for t in ("detection", "segmentation")}
+    with pytest.raises(ValueError, match="unknown study variant 'nope'"):
+        study_variants(recipe, "run", ["focal+nope"])

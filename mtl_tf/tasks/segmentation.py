@@ -16,7 +16,7 @@ from mtl_tf.data.labels import LabelKey
 from mtl_tf.evaluate.segmentation import ConfusionMatrixEvaluator
 from mtl_tf.tasks.base import Task
 
-_cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
+_cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 
 
 class SegmentationConfig(ClassTaskConfig):
@@ -25,6 +25,12 @@ class SegmentationConfig(ClassTaskConfig):
         "evaluation and `predict` upsample them (bilinear) to the image, an exported model leaves "
         "that to the app (upsampling the class map is far cheaper than 21-channel logits)",
     )
+    loss: Literal["ce", "balanced", "ohem"] = Field(
+        "ce", description="ce: cross-entropy averaged over labelled pixels; balanced: every class present in "
+        "the batch weighs equally (the mean of per-class mean cross-entropies); ohem: the mean over the "
+        "hardest ohem_keep share of labelled pixels (online hard example mining)",
+    )
+    ohem_keep: float = Field(0.25, gt=0, le=1, description="ohem: share of labelled pixels kept (hardest first)")
 
 
 def build_fcn_head(features: dict, num_classes: int, image_size, name: str = "segmentation", output_stride: int = 1):
@@ -44,6 +50,32 @@ def full_resolution(logits, size):
     if tuple(logits.shape[1:3]) == tuple(size):
         return logits
     return tf.image.resize(logits, size, method="bilinear")
+
+
+def pixel_loss(ce, labels, sample_weight, num_classes: int, mode: str = "ce", keep: float = 0.25):
+    """Reduce per-pixel losses `ce` [B, H, W] over the pixels with weight > 0.
+
+    ce: their weighted mean; balanced: each class present among them weighs equally (class c's
+    pixels weighted by n / (k n_c), k classes present); ohem: the weighted mean of the hardest
+    ceil(keep * n) of them."""
+    weights = tf.cast(sample_weight, tf.float32)
+    n = tf.reduce_sum(weights)
+    if mode == "balanced":
+        labels = tf.cast(labels, tf.int32)
+        per_class = tf.math.unsorted_segment_sum(tf.reshape(weights, [-1]), tf.reshape(labels, [-1]), num_classes)
+        present = tf.reduce_sum(tf.cast(per_class > 0, tf.float32))
+        class_weight = n / tf.maximum(present * per_class, 1e-12)
+        weights = weights * tf.gather(class_weight, labels)
+    elif mode == "ohem":
+        flat_w, flat_ce = tf.reshape(weights, [-1]), tf.reshape(ce, [-1])
+        k = tf.cast(tf.math.ceil(keep * tf.reduce_sum(tf.cast(flat_w > 0, tf.float32))), tf.int32)
+        ranked = tf.where(flat_w > 0, flat_ce, -1.0)
+        top = tf.math.top_k(tf.stop_gradient(ranked), k=tf.maximum(k, 1)).indices
+        weights = tf.scatter_nd(top[:, None], tf.gather(flat_w, top), tf.shape(flat_w)) * tf.cast(k > 0, tf.float32)
+        ce, n = flat_ce, tf.reduce_sum(weights)
+    elif mode != "ce":
+        raise ValueError(f"unknown segmentation loss {mode!r}; choose ce, balanced or ohem")
+    return tf.reduce_sum(ce * weights) / tf.maximum(n, 1.0)
 
 
 class SegmentationTask(Task):
@@ -94,10 +126,10 @@ class SegmentationTask(Task):
                               output_stride=self.config.output_stride)
 
     def loss(self, y_true, y_pred, sample_weight):
-        """Cross-entropy averaged over labelled pixels (per-pixel Keras sample weights)."""
-        weights = tf.cast(sample_weight, tf.float32)
-        total = _cross_entropy(y_true, full_resolution(y_pred, self.image_size), sample_weight=weights)
-        return total / tf.maximum(tf.reduce_sum(weights), 1.0)
+        """Per-pixel cross-entropy over labelled pixels (per-pixel sample weights), reduced as
+        `config.loss` says (see `pixel_loss`)."""
+        ce = _cross_entropy(y_true, full_resolution(y_pred, self.image_size))
+        return pixel_loss(ce, y_true, sample_weight, len(self.classes), self.config.loss, self.config.ohem_keep)
 
     def postprocess(self, raw):
         return {"mask": tf.cast(tf.argmax(full_resolution(raw, self.image_size), axis=-1), tf.uint8)}

@@ -14,7 +14,10 @@ What it does, per batch (one replica's share under tf.distribute):
   losses are per-example means (`train.accumulate`). With `train.trunk_weighting: tasks` the
   trunk instead gets each present task's batch-mean loss at full weight (Keras' summed losses);
 - task balancing (`train.balance`): fixed weights, uncertainty weighting, GradNorm on the last
-  shared layer, or dynamic weight average (updated per epoch by `DWAUpdate`);
+  shared layer, dynamic weight average (updated per epoch by `DWAUpdate`), or normalized (each
+  loss divided by a running mean of its own magnitude);
+- gradient surgery (`train.gradient_surgery`): the trunk gets PCGrad's or CAGrad's combination of
+  the tasks' trunk gradients (one trunk backward pass per task) instead of their sum;
 - per-group learning rates: the recipe's schedule at the engine's global step times a per-group
   multiplier (`train.lr_multipliers`, lowered by `TaskPlateau`), each group with its own
   optimizer (so Adam's bias correction counts that group's own steps).
@@ -31,6 +34,7 @@ import tensorflow as tf
 
 from mtl_tf.config import TrainConfig
 from mtl_tf.train.optim import build_optimizer, learning_rate
+from mtl_tf.train.surgery import combine
 
 TRUNK = "trunk"
 
@@ -67,6 +71,7 @@ class MultitaskEngine:
         self.model = model
         self.tasks = list(model.tasks)
         self.balance = train.balance
+        self.surgery, self.cagrad_c = train.gradient_surgery, train.cagrad_c
         self.trunk_weighting = train.trunk_weighting
         self.schedule = learning_rate(train.optimizer, total_steps)
         graph = model.engine_graph
@@ -95,6 +100,8 @@ class MultitaskEngine:
             self.initial_losses = _state(np.zeros(len(self.tasks), np.float32), aggregation="mean")
             self.balance_vars = [self.gn_weights]
             self.last_shared = [v for v in self.vars[TRUNK] if len(v.shape) >= 2][-1]
+        if self.balance.method == "normalized":  # running mean of each task's loss (0: none seen yet)
+            self.loss_scale = _state(np.zeros(len(self.tasks), np.float32), aggregation="mean")
         self.dwa_history = _state(np.zeros((2, len(self.tasks)), np.float32))  # loss means, last 2 epochs
         self.dwa_epochs = _state(0, "int64")
         if self.balance_vars:
@@ -114,6 +121,8 @@ class MultitaskEngine:
             out += [*self.balance_vars, *self.balance_acc, *self.balance_optimizer.variables]
         if self.balance.method == "gradnorm":
             out.append(self.initial_losses)
+        if self.balance.method == "normalized":
+            out.append(self.loss_scale)
         return out
 
     def state(self) -> list[np.ndarray]:
@@ -133,7 +142,25 @@ class MultitaskEngine:
             return self.weights * tf.exp(-self.log_vars)
         if self.balance.method == "gradnorm":
             return self.weights * self.gn_weights
+        if self.balance.method == "normalized":
+            return self.weights / tf.where(self.loss_scale > 0, self.loss_scale, 1.0)
         return self.weights
+
+    def _weight(self, i: int, loss) -> tf.Tensor:
+        """Task i's weight on its loss in this step (no gradient flows through it for
+        `normalized`, whose first step divides by the loss itself)."""
+        if self.balance.method == "normalized":
+            scale = tf.where(self.loss_scale[i] > 0, self.loss_scale[i], loss)
+            return self.weights[i] / tf.maximum(tf.stop_gradient(scale), 1e-12)
+        weight = self.task_weights()[i]
+        return tf.stop_gradient(weight) if self.balance.method == "gradnorm" else weight  # GradNorm: own loss
+
+    def _update_loss_scale(self, losses, counts) -> None:
+        """normalized: each present task's running mean of its loss (its first loss to start)."""
+        m = self.balance.normalized_momentum
+        scale, losses = self.loss_scale.value, tf.stack(losses)
+        new = tf.where(scale > 0, m * scale + (1 - m) * losses, losses)
+        self.loss_scale.assign(tf.where(tf.stack(counts) > 0, new, scale))
 
     # ------------------------------------------------------------------ the step
     def train_step(self, data):
@@ -141,14 +168,14 @@ class MultitaskEngine:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         graph = model.engine_graph
         weights = self.task_weights()
-        with tf.GradientTape(persistent=self.balance.method == "gradnorm") as tape:
+        with tf.GradientTape(persistent=self.balance.method == "gradnorm" or self.surgery != "none") as tape:
             taps = graph.trunk(x, training=True)
         counts = [labelled_count(sample_weight[t]) for t in self.tasks]
         batch = tf.cast(tf.shape(x)[0], tf.float32)
 
         tap_grads = [tf.zeros_like(t) for t in taps]
         balance_grads = [tf.zeros_like(v) for v in self.balance_vars]
-        losses, norms = [], []
+        losses, norms, per_task = [], [], []
         for i, name in enumerate(self.tasks):
             data_i = (y[name], sample_weight[name])
             head_grads, task_taps, task_balance, loss = self._task_gradients(i, data_i, counts[i], taps)
@@ -163,8 +190,15 @@ class MultitaskEngine:
             if self.balance.method == "gradnorm":  # ||d (w_t L_t) / d W|| at the last shared layer
                 g_last = tape.gradient(taps, self.last_shared, output_gradients=task_taps)
                 norms.append(tf.norm(g_last) / tf.maximum(counts[i], 1.0))
-        trunk_grads = tape.gradient(taps, self.vars[TRUNK], output_gradients=tap_grads)
+            if self.surgery != "none":
+                per_task.append(self._trunk_gradients(tape, taps, task_taps))
+        if per_task:
+            trunk_grads = combine(per_task, self.surgery, self.cagrad_c)
+        else:
+            trunk_grads = tape.gradient(taps, self.vars[TRUNK], output_gradients=tap_grads)
         del tape
+        if self.balance.method == "normalized":
+            self._update_loss_scale(losses, counts)
         self._accumulate(TRUNK, trunk_grads, batch)
         if self.balance.method == "gradnorm":
             balance_grads = [batch * self._gradnorm_gradient(tf.stack(norms), tf.stack(losses), tf.stack(counts))]
@@ -173,6 +207,11 @@ class MultitaskEngine:
 
         tf.distribute.get_replica_context().merge_call(self._apply_ready)
         return self._logs(losses, counts, weights)
+
+    def _trunk_gradients(self, tape, taps, task_taps) -> list:
+        """One task's gradients of the trunk variables (zeros where it does not reach)."""
+        grads = tape.gradient(taps, self.vars[TRUNK], output_gradients=task_taps)
+        return [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, self.vars[TRUNK])]
 
     def _task_gradients(self, i: int, data, count, taps):
         """Head i's forward and backward pass from the taps: gradients of count * objective for
@@ -188,10 +227,7 @@ class MultitaskEngine:
             with tf.GradientTape() as tape:
                 tape.watch(inputs)
                 loss = task.loss(data[0], branch(inputs, training=True), data[1])
-                weight = self.task_weights()[i]
-                if self.balance.method == "gradnorm":
-                    weight = tf.stop_gradient(weight)  # GradNorm moves its weights by its own loss only
-                objective = weight * loss
+                objective = self._weight(i, loss) * loss
                 if self.balance.method == "uncertainty":
                     objective = objective + self.log_vars[i]
                 scaled = count * objective

@@ -158,6 +158,8 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
     if sampling is not None:
         callbacks.insert(1, sampling)  # right after TaskEvaluation, whose metrics it reads
     batches = training.batches(train_sources, dynamic=sampling.probabilities if sampling else None)
+    if train.diagnostics_every and worker.is_chief:
+        callbacks.append(diagnostics_callback(training, train_sources, tasks, train.diagnostics_every, own))
     # Resuming: skip the batches the finished epochs consumed, so the data order is the one an
     # uninterrupted run sees.
     batches = batches.skip(done * steps)
@@ -186,6 +188,22 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
     return run
 
 
+def diagnostics_callback(training, sources, tasks: dict, every: int, folder: Path):
+    """`TrainingDiagnostics` on a copy of the training stream, with the anchors' fit to the
+    training boxes (of up to 500 examples) measured once."""
+    from mtl_tf.train.diagnostics import TrainingDiagnostics, anchor_fit
+
+    callback = TrainingDiagnostics(training.batches(sources).repeat(), tasks, every, folder)
+    examples = pipeline.concatenated_examples(sources).take(500).as_numpy_iterator()
+    boxes = {n: [] for n, t in tasks.items() if t.type == "detection"}
+    for example in examples:
+        for name in boxes:
+            if example[tasks[name].has_key]:
+                boxes[name].append(example[tasks[name].key("boxes")])
+    callback.static = {name: anchor_fit(tasks[name], found) for name, found in boxes.items()}
+    return callback
+
+
 BEST = "best.keras"
 MULTI_WORKER = ("multi_worker", "multi_worker_mirrored")
 
@@ -210,6 +228,7 @@ def single_task_recipe(recipe: Recipe) -> Recipe:
     raw = recipe.to_dict()
     raw["tasks"] = {name: raw["tasks"][name]}
     raw["data"]["mixing"] = None  # one shuffled stream of the examples labelled for the task
+    raw["train"]["teachers"] = {}
     for key in ("accumulate", "lr_multipliers"):
         raw["train"][key] = {k: v for k, v in raw["train"][key].items() if k in (name, "trunk")}
     for section in (raw["train"]["best"], raw["train"]["plateau"] or {}):

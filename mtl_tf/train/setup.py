@@ -36,6 +36,13 @@ def training_data(recipe: Recipe, tasks: dict) -> TrainingData:
     """The recipe's train sources (from the cache when complete) and its steps per epoch."""
     data = recipe.data
     sources = pipeline.load_sources(data.train, tasks, data.image_size, data.cache, "train")
+    train = recipe.train
+    if train.teachers and not train.single_task:
+        from mtl_tf.train.distill import distilled_sources, teacher_labeller
+
+        labellers = {name: teacher_labeller(run, tasks[name], train.teacher_min_score, train.teacher_min_confidence)
+                     for name, run in train.teachers.items()}
+        sources = distilled_sources(sources, tasks, labellers)
     steps = recipe.train.steps_per_epoch or pipeline.steps_per_epoch(sum(s.count for s in sources), data.batch_size)
     return TrainingData(recipe, tasks, sources, steps)
 

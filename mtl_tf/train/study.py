@@ -1,8 +1,9 @@
 """The multitask-vs-single-task study: one command, four runs at the same budget.
 
 Variants: single-task detector, single-task segmenter (each on the examples labelled for it),
-plain multitask (Keras' own step, fixed loss weights) and multitask with the recipe's engine
-settings. Writes study.md (a table of every task's best and final validation metric, and the gap
+plain multitask (Keras' own step, fixed loss weights), multitask with the recipe's engine
+settings (when the recipe has any), and `extra` remedy variants (`--variants`): plain multitask
+with one or several of the named override sets of `REMEDIES` joined by "+" (e.g. `focal+pcgrad`). Writes study.md (a table of every task's best and final validation metric, and the gap
 to its single-task model), study.png (per-task validation curves of all variants on one figure)
 and study.json, beside one run folder per variant.
 
@@ -33,8 +34,47 @@ PLAIN_TRAIN = {"accumulate": {}, "lr_multipliers": {}, "plateau": None, "balance
 BUDGETS = ("run", "system")
 
 
-def study_variants(recipe: Recipe, budget: str = "run") -> dict[str, Recipe]:
-    """{variant name: recipe}: one single-task run per task, plain multitask, engine multitask."""
+def _set_task_key(raw: dict, task_type: str, key: str, value) -> None:
+    for name, section in raw["tasks"].items():
+        if (section.get("type") or name) == task_type:
+            section[key] = value
+
+
+def _engine(**keys):
+    """Engine settings on top of plain multitask; every head steps on every batch it has labels
+    in and the trunk takes each task's mean loss, so without `keys` the step is Keras' own."""
+    def apply(raw, out):
+        raw["train"].update(keys, trunk_weighting="tasks", accumulate={t: 1 for t in raw["tasks"]})
+    return apply
+
+
+# Remedy override sets of issue 17 (applied to the plain multitask recipe); `out`: the study folder.
+REMEDIES = {
+    "focal": lambda raw, out: _set_task_key(raw, "detection", "classification_loss", "focal"),
+    "balanced": lambda raw, out: _set_task_key(raw, "segmentation", "loss", "balanced"),
+    "ohem": lambda raw, out: _set_task_key(raw, "segmentation", "loss", "ohem"),
+    "normalized": _engine(balance={"method": "normalized"}),
+    "pcgrad": _engine(gradient_surgery="pcgrad"),
+    "cagrad": _engine(gradient_surgery="cagrad"),
+    "distill": lambda raw, out: raw["train"].update(teachers={
+        t: str(out / f"single_{t}") for t, section in raw["tasks"].items()
+        if (section.get("type") or t) in ("detection", "segmentation")}),
+}
+
+
+def remedy_recipe(plain: dict, variant: str, out: Path) -> Recipe:
+    """The plain multitask recipe (as data) with the remedies named in `variant` ("a+b")."""
+    raw = json.loads(json.dumps(plain))
+    for name in variant.split("+"):
+        if name not in REMEDIES:
+            raise ValueError(f"unknown study variant {name!r}; choose from {sorted(REMEDIES)} (joined by '+')")
+        REMEDIES[name](raw, out)
+    return recipe_from_dict(raw)
+
+
+def study_variants(recipe: Recipe, budget: str = "run", extra=(), out: Path = Path(".")) -> dict[str, Recipe]:
+    """{variant name: recipe}: one single-task run per task, plain multitask, engine multitask
+    (if the recipe sets engine keys), then `multitask_<v>` for each remedy variant in `extra`."""
     if budget not in BUDGETS:
         raise ValueError(f"unknown study budget {budget!r}; choose one of {list(BUDGETS)}")
     raw = recipe.to_dict()
@@ -44,19 +84,22 @@ def study_variants(recipe: Recipe, budget: str = "run") -> dict[str, Recipe]:
     variants = {f"single_{t}": recipe_from_dict({**single, "train": {**single["train"], "single_task": t}})
                 for t in recipe.tasks}
     variants["multitask_plain"] = recipe_from_dict(plain)
-    variants["multitask_engine"] = recipe_from_dict(
-        {**raw, "train": {**raw["train"], "single_task": None, "epochs": epochs}})
+    if recipe.train.engine_enabled() or recipe.model.recompute:
+        variants["multitask_engine"] = recipe_from_dict(
+            {**raw, "train": {**raw["train"], "single_task": None, "epochs": epochs}})
+    for variant in extra:
+        variants[f"multitask_{variant}"] = remedy_recipe(plain, variant, out)
     return variants
 
 
-def run_study(recipe: Recipe, out: Path, budget: str = "run", verbose="auto") -> dict:
+def run_study(recipe: Recipe, out: Path, budget: str = "run", verbose="auto", extra=()) -> dict:
     """Train every variant into out/<variant> (finished runs are reused) and write the report."""
     previous = out / "study.json"
     if previous.exists() and json.loads(previous.read_text()).get("budget", "run") != budget:
         raise RunFolderError(f"{out} holds a study with another budget; its runs would be reused. Choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     histories = {}
-    variants = study_variants(recipe, budget)
+    variants = study_variants(recipe, budget, extra, out)
     for name, variant in variants.items():
         run = out / name
         if not run_finished(run):
@@ -65,7 +108,11 @@ def run_study(recipe: Recipe, out: Path, budget: str = "run", verbose="auto") ->
         histories[name] = read_history(run / "history.csv")
     results = summarize(histories, recipe)
     (out / "study.json").write_text(json.dumps({"budget": budget, "variants": results}, indent=2))
-    (out / "study.md").write_text(markdown_table(results, recipe, budget))
+    figures = [f"- {name}: [{name}/diagnostics.png]({name}/diagnostics.png)" for name in variants
+               if (out / name / "diagnostics.png").exists()]
+    (out / "study.md").write_text(markdown_table(results, recipe, budget)
+                                  + ("\nDiagnostics over training (train.diagnostics_every):\n" + "\n".join(figures) + "\n"
+                                     if figures else ""))
     plot_study(histories, variants, out / "study.png")
     return results
 

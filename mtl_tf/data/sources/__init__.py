@@ -16,10 +16,12 @@ from mtl_tf.data.sources.image_folder import ImageFolderSource
 from mtl_tf.data.sources.mask_folder import MaskFolderSource
 from mtl_tf.data.sources.sdd import SddSource
 from mtl_tf.data.sources.voc import VocSource
+from mtl_tf.data.shapes import SyntheticShapesSource
 from mtl_tf.data.synthetic import SyntheticAerialSource
 
 SOURCES = {
     "synthetic_aerial": SyntheticAerialSource,
+    "synthetic_shapes": SyntheticShapesSource,
     "voc": VocSource,
     "coco": CocoSource,
     "sdd": SddSource,

@@ -1,4 +1,5 @@
-"""SSD multibox loss: smooth-L1 on matched boxes + cross-entropy with hard negative mining."""
+"""SSD multibox loss: smooth-L1 on matched boxes + a classification loss: softmax cross-entropy
+with hard negative mining (SSD), or softmax focal loss over every anchor (Lin et al. 2017)."""
 
 from __future__ import annotations
 
@@ -31,12 +32,27 @@ def hard_negatives(
     return tf.cast(tf.cast(rank, tf.float32) < num_neg[:, None], tf.float32)
 
 
+def focal_cross_entropy(labels: tf.Tensor, logits: tf.Tensor, gamma: float = 2.0, alpha: float | None = 0.25) -> tf.Tensor:
+    """Softmax focal loss per element: -a_t (1 - p_t)^gamma log p_t, p_t the probability of the
+    target class; a_t = alpha for object classes (label > 0), 1 - alpha for background (label
+    0), 1 everywhere when alpha is None. At gamma 0 and alpha None: the cross-entropy."""
+    log_probs = tf.nn.log_softmax(logits, axis=-1)
+    log_pt = tf.gather(log_probs, labels, axis=-1, batch_dims=len(labels.shape))
+    loss = -log_pt if gamma == 0 else -tf.pow(1.0 - tf.exp(log_pt), gamma) * log_pt
+    if alpha is not None:
+        loss = loss * tf.where(labels > 0, alpha, 1.0 - alpha)
+    return loss
+
+
 def ssd_loss(
     y_true: tf.Tensor,
     y_pred: tf.Tensor,
     sample_weight: tf.Tensor,
     neg_pos_ratio: float = 3.0,
     min_negatives: int = 0,
+    classification: str = "softmax",
+    gamma: float = 2.0,
+    alpha: float | None = 0.25,
 ) -> tf.Tensor:
     """Multibox loss summed over the batch and divided by the number of matched boxes.
 
@@ -46,6 +62,8 @@ def ssd_loss(
     sample_weight [B]: 1 for images labelled for detection, 0 for the others; it weights
     every anchor term through Keras' per-element sample weights, so an unlabelled image
     contributes exactly zero loss and zero gradient.
+    classification: "softmax" (cross-entropy on positives and 3:1 mined negatives) or "focal"
+    (`focal_cross_entropy` with `gamma`, `alpha` on every anchor that is not ignored).
     """
     labelled = tf.cast(tf.reshape(sample_weight, [-1]), tf.float32)
     target_class = tf.cast(y_true[..., 4], tf.int32)
@@ -55,8 +73,19 @@ def ssd_loss(
     # Huber reduces the 4 coordinates by their mean; SSD sums them.
     box_loss = 4.0 * _smooth_l1(y_true[..., :4], y_pred[..., :4], sample_weight=positives)
     logits = y_pred[..., 4:]
-    ranking = tf.stop_gradient(_cross_entropy(target_class, logits))
-    negatives = hard_negatives(ranking, positives, labelled, neg_pos_ratio, min_negatives, ignored)
-    class_loss = _cross_entropy(target_class, logits, sample_weight=positives + negatives)
+    if classification == "focal":
+        anchors = labelled[:, None] * (1.0 - ignored)
+        class_loss = focal_cross_entropy(target_class, logits, gamma, alpha) * anchors
+    elif classification == "softmax":
+        class_loss = _mined_cross_entropy(target_class, logits, positives, labelled, ignored, neg_pos_ratio, min_negatives)
+    else:
+        raise ValueError(f"unknown classification loss {classification!r}; choose softmax or focal")
     normalizer = tf.maximum(tf.reduce_sum(positives), 1.0)
     return (tf.reduce_sum(box_loss) + tf.reduce_sum(class_loss)) / normalizer
+
+
+def _mined_cross_entropy(target_class, logits, positives, labelled, ignored, neg_pos_ratio, min_negatives):
+    """Cross-entropy on the positives and the hardest negatives (per anchor, zero elsewhere)."""
+    ranking = tf.stop_gradient(_cross_entropy(target_class, logits))
+    negatives = hard_negatives(ranking, positives, labelled, neg_pos_ratio, min_negatives, ignored)
+    return _cross_entropy(target_class, logits, sample_weight=positives + negatives)

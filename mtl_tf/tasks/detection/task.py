@@ -41,6 +41,13 @@ class DetectionConfig(ClassTaskConfig):
     match_iou: float = Field(0.5, gt=0, le=1)
     neg_pos_ratio: float = Field(3.0, gt=0)
     min_negatives: int = Field(0, ge=0, description="hard negatives per labelled image with no object")
+    classification_loss: Literal["softmax", "focal"] = Field(
+        "softmax", description="softmax: cross-entropy with hard negative mining (SSD); focal: softmax focal "
+        "loss on every anchor (Lin et al. 2017), no mining"
+    )
+    focal_gamma: float = Field(2.0, ge=0, description="focal loss focusing exponent (0: cross-entropy)")
+    focal_alpha: float | None = Field(0.25, gt=0, lt=1, description="focal weight of object classes "
+                                      "(background: 1 - alpha); null: no class weighting")
     box_variance: tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
     nms_iou: float = Field(0.45, gt=0, le=1)
     score_threshold: float = Field(0.01, ge=0, lt=1)
@@ -167,7 +174,9 @@ class DetectionTask(Task):
         )
 
     def loss(self, y_true, y_pred, sample_weight):
-        return ssd_loss(y_true, y_pred, sample_weight, self.config.neg_pos_ratio, self.config.min_negatives)
+        cfg = self.config
+        return ssd_loss(y_true, y_pred, sample_weight, cfg.neg_pos_ratio, cfg.min_negatives,
+                        cfg.classification_loss, cfg.focal_gamma, cfg.focal_alpha)
 
     def decode(self, raw):
         """Raw output -> (boxes [B, A, 4] normalized yxyx, class probabilities [B, A, C + 1])."""
