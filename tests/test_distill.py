@@ -93,3 +93,17 @@ def test_cli_teacher_option_is_checked():
     assert result.exit_code != 0 and "TASK=RUN" in result.output
     result = CliRunner().invoke(main, ["fit", "recipes/partial_shapes.yaml", "--teacher", "nope=runs/x"])
     assert result.exit_code != 0 and "teachers" in result.output
+
+
+def test_fit_says_when_labels_are_partial():
+    from conftest import TINY_RECIPE
+    from mtl_tf.recipe import load_recipe
+    from mtl_tf.train.setup import partial_labels_note
+
+    recipe = load_recipe("recipes/partial_shapes.yaml")
+    tasks = build_tasks(recipe.tasks, recipe.data.image_size)
+    assert partial_labels_note(recipe, tasks).startswith("partial labels")
+    both = load_recipe("recipes/partial_shapes.yaml", ["data.train.0.labels=both"])
+    assert partial_labels_note(both, tasks) is None
+    tiny = load_recipe(TINY_RECIPE)
+    assert partial_labels_note(tiny, build_tasks(tiny.tasks, tiny.data.image_size)) is None

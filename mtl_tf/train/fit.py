@@ -32,7 +32,7 @@ from mtl_tf.train.callbacks import (
     BestCheckpoint, DWAUpdate, HistoryLog, RunBackup, StopOnNaN, TaskEvaluation, TaskPlateau, latest_snapshot,
 )
 from mtl_tf.train.cluster import WORKERS_FOLDER, Worker, current_worker, worker_folder
-from mtl_tf.train.setup import compile_for_training, training_data, uses_engine
+from mtl_tf.train.setup import compile_for_training, partial_labels_note, training_data, uses_engine
 from mtl_tf.train.finetune import finetune_heads
 from mtl_tf.train.sampling import DynamicSampling
 
@@ -123,6 +123,9 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
         + (f"; engine: {engine_summary(train, data.batch_size, tasks)}" if train.engine_enabled() else "")
         + (f"; recompute: {'+'.join(recipe.model.recompute)}" if recipe.model.recompute else "")
     )
+    note = partial_labels_note(recipe, tasks)
+    if note:
+        print(note)
     if worker.count > 1:
         print(f"worker {worker.index} of {worker.count} ({'chief, writes the run folder' if worker.is_chief else f'writes {own}'})")
     if not resuming and worker.is_chief and (run / "model.keras").exists():  # trained, but killed before its report
