@@ -1,12 +1,15 @@
 """The Android demo's model-contract core (android_demo/, plain Java) against the Python decoder.
 
 The Java classes the app uses to read metadata.json, encode the input, dequantize the outputs,
-decode SSD boxes, run per-class NMS and take the segmentation argmax are compiled with javac and
-run on a desktop JVM over the raw output tensors of LiteRT artifacts (float32, full int8 with
-uint8 and int8 inputs, in-graph NMS); what they decode must equal mtl-tf's Predictor on the same artifacts.
+decode SSD boxes, run per-class NMS, take the segmentation argmax, pick image labels and render
+dense maps are compiled with javac and run on a desktop JVM over the raw output tensors of LiteRT
+artifacts (float32, full int8 with uint8 and int8 inputs, in-graph NMS); what they decode must
+equal mtl-tf's Predictor (and export/jetson/run.py's rendering) on the same artifacts.
 Skipped where no JDK is installed.
 """
 
+import importlib.util
+import json
 import shutil
 import subprocess
 
@@ -21,6 +24,15 @@ JAVA_SOURCES = [ROOT / "android_demo" / "app" / "src" / "main" / "java" / "dev" 
 VARIANTS = {"float32": ("float32", False, "uint8"), "int8": ("int8", False, "uint8"),
             "int8_input_int8": ("int8", False, "int8"), "float32_nms": ("float32", True, "uint8")}
 NUM_IMAGES = 3
+# A model with the image-label and dense task types (the names differ from the types on purpose).
+LABEL_AND_MAP_TASKS = {
+    "scene": {"type": "classification", "classes": [f"c{i}" for i in range(6)], "top_k": 3},
+    "tags": {"type": "multilabel", "classes": list("abcdef"), "threshold": 0.49},
+    "depth": {"type": "depth", "output_stride": 4},
+    "surface": {"type": "normals", "output_stride": 8},
+    "saliency": {"type": "saliency", "output_stride": 4},
+    "edges": {"type": "boundaries", "output_stride": 2},
+}
 
 pytestmark = pytest.mark.skipif(not (shutil.which("javac") and shutil.which("java")), reason="needs a JDK (javac, java)")
 
@@ -37,25 +49,34 @@ def _java_detections(frame, task="detection"):
 
 
 @pytest.fixture(scope="module")
-def decoded(tiny_model, tmp_path_factory):
-    """{variant: (frame folders, Python predictions)}: artifacts exported, run in LiteRT, their raw
-    outputs dumped and decoded by the Java core (one JVM for everything)."""
-    from mtl_tf.export.job import Variant, export_variants
+def java_classes(tmp_path_factory):
+    """The core and the harness compiled for Java 11 (the app's language level)."""
+    classes = tmp_path_factory.mktemp("android_classes")
+    sources = [str(p) for folder in JAVA_SOURCES for p in sorted(folder.rglob("*.java"))]
+    subprocess.run(["javac", "--release", "11", "-d", str(classes), *sources], check=True,
+                   capture_output=True, text=True)
+    return classes
+
+
+def _export_and_decode(model, variants, work, classes, seed, raw_outputs=()):
+    """{variant: (frame folders, Python predictions)}: `variants` ({name: Variant}) of `model`
+    exported (calibrated on random images), run in LiteRT on NUM_IMAGES random images, their raw
+    outputs dumped and decoded by the Java core (one JVM for everything). `raw_outputs`: tasks
+    whose Keras raw output is dumped too."""
+    from mtl_tf.export.job import export_variants
     from mtl_tf.export.tflite import open_tflite
     from mtl_tf.inference import dequantize, load_predictor, quantize_input
 
-    work = tmp_path_factory.mktemp("android_core")
-    rng = np.random.default_rng(3)
-    images = rng.integers(0, 256, (NUM_IMAGES, *tiny_model.image_size, 3), dtype=np.uint8)
-    calibration = rng.integers(0, 256, (4, *tiny_model.image_size, 3), dtype=np.uint8)
-    variants = [Variant(v, q, tiny_model, nms, input_type=t) for v, (q, nms, t) in VARIANTS.items()]
-    paths = export_variants(variants, work / "export", None,
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (NUM_IMAGES, *model.image_size, 3), dtype=np.uint8)
+    calibration = rng.integers(0, 256, (4, *model.image_size, 3), dtype=np.uint8)
+    paths = export_variants(list(variants.values()), work / "export", None,
                             lambda: (c[None] for c in calibration), log=lambda _: None)
-    raw_detection = np.asarray(tiny_model(images, training=False)["detection"], np.float32)
+    raw = {task: np.asarray(model(images, training=False)[task], np.float32) for task in raw_outputs}
 
-    command = ["java", "-cp", str(work / "classes"), "dev.mtltf.demo.coretest.DecodeHarness"]
+    command = ["java", "-cp", str(classes), "dev.mtltf.demo.coretest.DecodeHarness"]
     out = {}
-    for variant, path in zip(VARIANTS, paths):
+    for variant, path in zip(variants, paths):
         runner, _ = open_tflite(path)
         details, image_detail = runner.get_output_details(), runner.get_input_details()["image"]
         frames = []
@@ -69,17 +90,24 @@ def decoded(tiny_model, tmp_path_factory):
                 value.tofile(frame / f"{name}.bin")  # little endian on every machine LiteRT runs on here
                 dequantize(value, details[name]).astype("<f4").tofile(frame / f"py_dequant_{name}.bin")
             image.tofile(frame / "image.rgb")
-            raw_detection[i].astype("<f4").tofile(frame / "raw_detection.bin")
+            for task, value in raw.items():
+                value[i].astype("<f4").tofile(frame / f"raw_{task}.bin")
             frames.append(frame)
         out[variant] = frames, load_predictor(path).predict(images)
         command += ["--metadata", str(path.parent / "metadata.json"), *map(str, frames)]
-
-    sources = [str(p) for folder in JAVA_SOURCES for p in sorted(folder.rglob("*.java"))]
-    subprocess.run(["javac", "--release", "11", "-d", str(work / "classes"), *sources], check=True,
-                   capture_output=True, text=True)
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def decoded(tiny_model, java_classes, tmp_path_factory):
+    """The detection + segmentation model's artifacts (VARIANTS), decoded (see _export_and_decode)."""
+    from mtl_tf.export.job import Variant
+
+    variants = {v: Variant(v, q, tiny_model, nms, input_type=t) for v, (q, nms, t) in VARIANTS.items()}
+    return _export_and_decode(tiny_model, variants, tmp_path_factory.mktemp("android_core"), java_classes, seed=3,
+                              raw_outputs=("detection",))
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -199,3 +227,95 @@ def test_java_ssd_decode_equals_the_decode_in_the_graph(decoded, tiny_model):
                                    _floats(frame / "detection_boxes.bin"), rtol=0, atol=2e-5)
         np.testing.assert_allclose(_floats(frame / "java_raw_detection_scores.bin").reshape(-1, classes),
                                    _floats(frame / "detection_scores.bin").reshape(-1, classes), rtol=0, atol=2e-5)
+
+
+# ------------------------------------------------------------------ image labels and dense maps
+def _jetson_runner():
+    spec = importlib.util.spec_from_file_location("jetson_run", ROOT / "export" / "jetson" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def labels_and_maps(java_classes, tmp_path_factory):
+    """A tiny model with classification, multilabel, depth, normals, saliency and boundaries
+    tasks (seeded weights), exported to float32 and full int8, decoded (see _export_and_decode)."""
+    import keras
+
+    from mtl_tf.export.job import Variant
+    from mtl_tf.model.multitask import MultitaskModel
+
+    keras.utils.set_random_seed(5)  # multilabel probabilities on both sides of 0.49 and of 0.5
+    model = MultitaskModel({"name": "tiny", "width": 8}, LABEL_AND_MAP_TASKS, (64, 64))
+    variants = {v: Variant(v, v, model) for v in ("float32", "int8")}
+    return _export_and_decode(model, variants, tmp_path_factory.mktemp("android_labels"), java_classes, seed=3)
+
+
+def _java_lines(frame, kind):
+    return [line.split()[1:] for line in (frame / "java_result.txt").read_text().splitlines() if line.startswith(kind)]
+
+
+@pytest.mark.parametrize("variant", ["float32", "int8"])
+def test_java_image_labels_equal_python(labels_and_maps, variant):
+    """Classification: the config's top_k classes, best first, equal probabilities in class order
+    (tf.math.top_k, as the Predictor); multilabel: the labels at or above metadata.json's
+    threshold (0.49, not the default 0.5), with their probabilities; both as the Jetson runner."""
+    frames, expected = labels_and_maps[variant]
+    run = _jetson_runner()
+    meta = json.loads((frames[0].parent.parent / "export" / variant / "metadata.json").read_text())
+    threshold_matters = False
+    for i, frame in enumerate(frames):
+        lines = _java_lines(frame, "label ")
+        got = {task: [(int(c), np.float32(p)) for t, c, p in lines if t == task] for task in ("scene", "tags")}
+        scene, tags = expected["scene"], expected["tags"]
+        assert got["scene"] == list(zip(scene["top_classes"][i].tolist(), scene["top_scores"][i]))
+        present = np.flatnonzero(tags["present"][i])
+        assert got["tags"] == list(zip(present.tolist(), tags["probabilities"][i][present]))
+        threshold_matters |= not np.array_equal(present, np.flatnonzero(tags["probabilities"][i] >= 0.5))
+        outputs = {p.stem[len("py_dequant_"):]: _floats(p)[None] for p in frame.glob("py_dequant_*.bin")}
+        runner = run.analyse({k: v.reshape(meta["outputs"][k]["shape"]) for k, v in outputs.items()}, meta, 0.3)
+        assert [c for c, _ in got["scene"]] == runner["scene"]["labels"]
+        assert [c for c, _ in got["tags"]] == runner["tags"]["labels"]
+    assert threshold_matters
+
+
+@pytest.mark.parametrize("variant", ["float32", "int8"])
+def test_java_dense_maps_equal_the_jetson_rendering(labels_and_maps, variant):
+    """Each dense task's map, rendered by the Java core at the output's resolution from the
+    dequantized output, equals export/jetson/run.py's `dense_rgb` pixel for pixel (both compute
+    the colours in float32 / float64 term for term and round half up), and is opaque."""
+    frames, _ = labels_and_maps[variant]
+    run = _jetson_runner()
+    meta = json.loads((frames[0].parent.parent / "export" / variant / "metadata.json").read_text())
+    dense = {t: c["type"] for t, c in LABEL_AND_MAP_TASKS.items() if c["type"] not in ("classification", "multilabel")}
+    for frame in frames:
+        sizes = {task: (int(h), int(w)) for task, h, w in _java_lines(frame, "map ")}
+        assert sizes.keys() == dense.keys()
+        for task, task_type in dense.items():
+            name, spec = next((n, o) for n, o in meta["outputs"].items() if o["task"] == task)
+            value = _floats(frame / f"py_dequant_{name}.bin").reshape(spec["shape"])[0]
+            assert sizes[task] == value.shape[:2] == (64 // LABEL_AND_MAP_TASKS[task]["output_stride"],) * 2
+            argb = np.fromfile(frame / f"java_map_{task}.argb", np.uint8).reshape(*value.shape[:2], 4)
+            assert (argb[..., 0] == 255).all()
+            want = run.dense_rgb(value, task_type)
+            np.testing.assert_array_equal(argb[..., 1:], want, err_msg=f"{variant} {task}")
+            assert len(np.unique(want.reshape(-1, 3), axis=0)) > 1, task  # not a flat map
+
+
+def test_java_multilabel_threshold_is_inclusive(labels_and_maps, java_classes, tmp_path):
+    """A label whose probability equals the threshold is present: the int8 artifact's metadata
+    rewritten with the threshold set to a probability one of its frames gives."""
+    frames, _ = labels_and_maps["int8"]
+    meta = json.loads((frames[0].parent.parent / "export" / "int8" / "metadata.json").read_text())
+    probabilities = np.stack([_floats(f / "py_dequant_tags_probabilities.bin") for f in frames])
+    threshold = float(np.sort(probabilities[0])[3])  # one of its values
+    meta["tasks"]["tags"]["threshold"] = threshold
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    copies = [shutil.copytree(f, tmp_path / f.name) for f in frames]
+    done = subprocess.run(["java", "-cp", str(java_classes), "dev.mtltf.demo.coretest.DecodeHarness",
+                           "--metadata", str(tmp_path / "metadata.json"), *map(str, copies)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    got = [[int(c) for t, c, _ in _java_lines(frame, "label ") if t == "tags"] for frame in copies]
+    assert got == [np.flatnonzero(p >= np.float32(threshold)).tolist() for p in probabilities]
+    assert threshold in probabilities[0][got[0]]  # the label at the threshold is among them

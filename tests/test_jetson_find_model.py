@@ -53,6 +53,41 @@ def test_the_runner_dispatches_on_each_tasks_type():
                "land_logits": logits, "roads_logits": -logits, "heat_map": np.full((1, 4, 4, 1), 0.25, np.float32)}
     results = run.analyse(outputs, meta, min_score=0.3)
     summary = {task: run.summarize(r, meta["tasks"][task]) for task, r in results.items()}
-    assert summary == {"scene": ["urban"], "objects": ["car", "person"], "land": [0, 16], "roads": [16, 0], "heat": 0.25}
+    # classification: the top_k (5 by default) classes, best first
+    assert summary == {"scene": ["urban", "waterside", "rural"], "objects": ["car", "person"], "land": [0, 16],
+                       "roads": [16, 0], "heat": 0.25}
     frame = run.draw(np.zeros((32, 32, 3), np.uint8), results, meta, fps=10.0)
     assert frame.shape == (32, 32, 3) and frame.any()
+
+
+def test_image_labels_follow_top_k_ties_and_the_threshold_of_metadata():
+    import numpy as np
+
+    run = _runner()
+    meta = {"tasks": {"scene": {"type": "classification", "classes": list("abcd"), "config": {"top_k": 3}},
+                      "tags": {"type": "multilabel", "classes": list("xyz"), "threshold": 0.25}},
+            "outputs": {"scene_p": {"task": "scene", "kind": "probabilities"},
+                        "tags_p": {"task": "tags", "kind": "probabilities"}}}
+    outputs = {"scene_p": np.float32([[0.2, 0.3, 0.2, 0.3]]), "tags_p": np.float32([[0.25, 0.2, 0.5]])}
+    results = run.analyse(outputs, meta, min_score=0.3)
+    assert results["scene"]["labels"] == [1, 3, 0]  # equal probabilities: the lower index first
+    assert results["tags"]["labels"] == [0, 2]  # at or above the threshold
+
+
+def test_dense_maps_are_coloured_per_type():
+    """Hand-computed colours: jet's ends and middle, normals after normalization, probabilities
+    over 0..1, depth (and unknown types) over the map's own min..max, non-finite values black."""
+    import numpy as np
+
+    run = _runner()
+    blue, green, red = [0, 0, 128], [128, 255, 128], [128, 0, 0]
+    assert run.jet(np.float32([-1, 0, 0.5, 1, 2])).tolist() == [blue, blue, green, red, red]
+    normals = np.float32([[[0, 0, 2], [3, 0, 0]], [[0, -1, 0], [0, 0, 0]]])
+    assert run.dense_rgb(normals, "normals").tolist() == [[[128, 128, 255], [255, 128, 128]],
+                                                          [[128, 0, 128], [128, 128, 128]]]
+    probability = np.float32([[0.5, 1.0]])[..., None]
+    assert run.dense_rgb(probability, "saliency").tolist() == [[green, red]]
+    for kind in ("depth", "heat"):
+        assert run.dense_rgb(probability, kind).tolist() == [[blue, red]]
+    depth = np.float32([[2.0, np.nan, 4.0, 3.0]])[..., None]
+    assert run.dense_rgb(depth, "depth").tolist() == [[blue, [0, 0, 0], red, green]]

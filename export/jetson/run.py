@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Run an mtl-tf export on a camera or a video: masks and boxes drawn, FPS shown. No TensorFlow.
+"""Run an mtl-tf export on a camera or a video: masks, dense maps, boxes and image labels drawn,
+FPS shown. No TensorFlow.
 
     python3 run.py EXPORT_DIR_OR_MODEL --source 0                # camera 0, in a window
     python3 run.py EXPORT_DIR --source clip.mp4 --output out.mp4 --headless
@@ -211,6 +212,44 @@ def decode_boxes(encodings: np.ndarray, params: dict) -> np.ndarray:
     return np.clip(np.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], -1), 0.0, 1.0)
 
 
+# Dense task types whose map is a probability: drawn over 0..1 (others over their own min..max).
+PROBABILITY_MAPS = ("saliency", "boundaries")
+
+
+def jet(t: np.ndarray) -> np.ndarray:
+    """uint8 RGB [..., 3] of `t` (clipped to [0, 1]) in a jet colour map: channel k of red, green,
+    blue = clip(1.5 - |4t - k|, 0, 1) for k = 3, 2, 1, times 255, rounded half up; in float32,
+    term for term as the web demo's and the Android app's (android_demo/.../core/DenseMap.java)."""
+    t = np.clip(np.asarray(t, np.float32), 0, 1)
+    levels = [np.clip(np.float32(1.5) - np.abs(np.float32(4) * t - np.float32(k)), 0, 1) for k in (3, 2, 1)]
+    return np.floor(np.stack(levels, -1) * np.float32(255) + np.float32(0.5)).astype(np.uint8)
+
+
+def dense_rgb(value: np.ndarray, task_type: str) -> np.ndarray:
+    """uint8 RGB [h, w, 3] of a dense output [h, w, C] at its own resolution: normals as
+    (n / |n| + 1) / 2 (zero vectors mid-grey); saliency and boundaries (probabilities) over 0..1
+    in `jet`; depth and any other type its first channel over its finite min..max in `jet`.
+    Non-finite values are black."""
+    value = np.asarray(value, np.float32)
+    if task_type == "normals" and value.shape[-1] >= 3:
+        x, y, z = (value[..., k].astype(np.float64) for k in range(3))
+        length = np.sqrt(x * x + y * y + z * z)
+        finite = np.isfinite(length)
+        safe = np.where(finite & (length > 0), length, 1.0)
+        units = [np.where(length > 0, c / safe, 0.0) for c in (x, y, z)]
+        rgb = np.clip(np.floor((np.stack(units, -1) + 1) * 127.5 + 0.5), 0, 255).astype(np.uint8)
+    else:
+        first = value[..., 0]
+        finite = np.isfinite(first)
+        low, high = np.float32(0), np.float32(1)
+        if task_type not in PROBABILITY_MAPS and finite.any():
+            low, high = first[finite].min(), first[finite].max()
+        span = np.maximum(high - low, np.float32(1e-6))
+        rgb = jet((np.where(finite, first, low) - low) / span)
+    rgb[~finite] = 0
+    return rgb
+
+
 def colours(n: int) -> np.ndarray:
     rng = np.random.default_rng(7)
     return rng.integers(40, 256, (n, 3), dtype=np.uint8)
@@ -221,10 +260,9 @@ def draw(frame: np.ndarray, results: dict, meta: dict, fps: float) -> np.ndarray
     h, w = frame.shape[:2]
     out = frame.copy()
     for task, r in results.items():
-        if "map" in r:  # any other dense output: its first channel, min..max, as a colour map
-            value = r["map"][..., 0].astype(np.float32)
-            scaled = (255 * (value - value.min()) / max(float(np.ptp(value)), 1e-6)).astype(np.uint8)
-            heat = cv2.applyColorMap(cv2.resize(scaled, (w, h), interpolation=cv2.INTER_LINEAR), cv2.COLORMAP_JET)
+        if "map" in r:  # dense outputs (depth, normals, ...) as colours (dense_rgb), scaled to the frame
+            rgb = dense_rgb(r["map"], r["type"])
+            heat = cv2.resize(np.ascontiguousarray(rgb[..., ::-1]), (w, h), interpolation=cv2.INTER_LINEAR)
             out = cv2.addWeighted(out, 0.6, heat, 0.4, 0)
     for task, r in results.items():
         names = meta["tasks"][task]["classes"]
@@ -254,28 +292,38 @@ def task_type(meta: dict, task: str) -> str:
     return meta["tasks"][task].get("type", task)
 
 
-# What each task type's outputs become: {"mask": class ids} or {"detections": (boxes, scores, classes)}.
+def top_k(probabilities: np.ndarray, k: int) -> list[int]:
+    """The indices of the k largest probabilities, largest first; equal ones in index order
+    (tf.math.top_k's rule, as mtl-tf's Predictor)."""
+    return np.argsort(-np.asarray(probabilities), kind="stable")[:k].tolist()
+
+
+# What each task type's outputs become: {"mask": class ids}, {"detections": (boxes, scores,
+# classes)} or {"labels": class indices, "scores": every class's probability}.
 ANALYSERS = {
     "segmentation": lambda kinds, params, min_score: {"mask": kinds["logits"].argmax(-1)},
     "detection": lambda kinds, params, min_score: {"detections": detections(kinds, params, min_score)},
-    # Image labels: the top class, or every label above 0.5.
-    "classification": lambda kinds, params, min_score: {"labels": [int(np.argmax(kinds["probabilities"]))],
-                                                        "scores": kinds["probabilities"]},
-    "multilabel": lambda kinds, params, min_score: {"labels": np.flatnonzero(kinds["probabilities"] > 0.5).tolist(),
-                                                    "scores": kinds["probabilities"]},
+    # Image labels: the config's top_k classes, or every label at or above the task's threshold
+    # (metadata.json; the task configs' defaults where absent).
+    "classification": lambda kinds, params, min_score: {
+        "labels": top_k(kinds["probabilities"], params.get("config", {}).get("top_k", 5)),
+        "scores": kinds["probabilities"]},
+    "multilabel": lambda kinds, params, min_score: {
+        "labels": np.flatnonzero(kinds["probabilities"] >= params.get("threshold", 0.5)).tolist(),
+        "scores": kinds["probabilities"]},
 }
 
 
 def analyse(outputs: dict, meta: dict, min_score: float) -> dict:
-    """{task: its type's results} (see ANALYSERS); tasks of a type this runner does not know
-    are left out, with a warning once."""
+    """{task: its type's results} (see ANALYSERS); a task of another type whose one output is
+    a map gives {"map", "type"} (drawn by `dense_rgb`); other tasks are left out, with a warning once."""
     results = {}
     for task, kinds in by_task(outputs, meta).items():
         kind = task_type(meta, task)
         if kind in ANALYSERS:
             results[task] = ANALYSERS[kind](kinds, meta["tasks"][task], min_score)
         elif len(kinds) == 1 and next(iter(kinds.values())).ndim == 3:
-            results[task] = {"map": next(iter(kinds.values()))}  # a dense map of a type unknown here
+            results[task] = {"map": next(iter(kinds.values())), "type": kind}  # a dense map (see dense_rgb)
         elif kind not in _WARNED:
             _WARNED.add(kind)
             print(f"warning: task {task} has type {kind}, which this runner does not draw", file=sys.stderr)

@@ -1,7 +1,9 @@
 package dev.mtltf.demo.coretest;
 
+import dev.mtltf.demo.core.DenseMap;
 import dev.mtltf.demo.core.Detection;
 import dev.mtltf.demo.core.FrameDecoder;
+import dev.mtltf.demo.core.ImageLabel;
 import dev.mtltf.demo.core.ModelMetadata;
 import dev.mtltf.demo.core.SegmentationMask;
 import dev.mtltf.demo.core.SsdDecoder;
@@ -27,8 +29,10 @@ import java.util.Map;
  * A FRAME_DIR holds `<output name>.bin` (raw tensor bytes, little endian) for the artifact's
  * outputs, optionally `raw_<task>.bin` (a float32 raw detector output [A, 4 + C + 1]) and
  * `image.rgb` (H * W * 3 bytes). Written there: `java_result.txt` (one line per detection:
- * `det TASK CLASS SCORE YMIN XMIN YMAX XMAX`, one per mask: `mask TASK H W`),
- * `java_mask_<task>.bin` (uint8 class ids), `java_dequant_<output>.bin` (float32),
+ * `det TASK CLASS SCORE YMIN XMIN YMAX XMAX`, one per mask: `mask TASK H W`, one per image label:
+ * `label TASK CLASS PROBABILITY`, one per dense map: `map TASK H W`), `java_mask_<task>.bin`
+ * (uint8 class ids), `java_map_<task>.argb` (the rendered map, 4 bytes A, R, G, B per pixel),
+ * `java_dequant_<output>.bin` (float32),
  * `java_raw_<task>_boxes.bin` / `_scores.bin` (float32), `java_boxes_<task>.bin` (the boxes decoded
  * from a `box_encodings` output, float32) and `java_input.bin` (the input tensor).
  */
@@ -70,6 +74,18 @@ public final class DecodeHarness {
             SegmentationMask m = e.getValue();
             text.append("mask ").append(e.getKey()).append(' ').append(m.height).append(' ').append(m.width).append('\n');
             Files.write(dir.resolve("java_mask_" + e.getKey() + ".bin"), m.classIds);
+        }
+        for (Map.Entry<String, List<ImageLabel>> e : result.labels.entrySet()) {
+            for (ImageLabel label : e.getValue()) {
+                text.append("label ").append(e.getKey()).append(' ').append(label).append('\n');
+            }
+        }
+        for (Map.Entry<String, DenseMap> e : result.maps.entrySet()) {
+            DenseMap m = e.getValue();
+            text.append("map ").append(e.getKey()).append(' ').append(m.height).append(' ').append(m.width).append('\n');
+            ByteBuffer argb = ByteBuffer.allocate(m.argb.length * 4).order(ByteOrder.BIG_ENDIAN);
+            argb.asIntBuffer().put(m.argb);
+            Files.write(dir.resolve("java_map_" + e.getKey() + ".argb"), argb.array());
         }
         Files.write(dir.resolve("java_result.txt"), text.toString().getBytes(StandardCharsets.UTF_8));
 

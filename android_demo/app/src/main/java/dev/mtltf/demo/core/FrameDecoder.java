@@ -14,13 +14,20 @@ import java.util.Map;
  * "box_encodings" + "scores" (full-int8 artifacts) -> SSD decode in float, then per-class NMS;
  * "boxes", "scores", "classes", "count" (`--nms` exports) -> the first `count` rows; "raw" output
  * -> SSD decode with the anchors and box variance, then NMS. Segmentation: "logits" (or "raw")
- * [1, H, W, C] -> argmax mask. Tasks of other types are skipped.
+ * [1, H, W, C] -> argmax mask. Classification: "probabilities" -> the top_k classes; multilabel:
+ * "probabilities" -> the labels at or above the task's threshold (see {@link ImageLabel}). Any
+ * other task whose one output is a map [1, h, w, C] (depth, normals, saliency, boundaries, a type
+ * this app does not know) -> an ARGB image of it (see {@link DenseMap}). Other tasks are skipped.
  */
 public final class FrameDecoder {
     /** Everything decoded from one frame. */
     public static final class Result {
         public final Map<String, List<Detection>> detections = new LinkedHashMap<>();
         public final Map<String, SegmentationMask> masks = new LinkedHashMap<>();
+        /** Classification and multilabel tasks: their labels, in the order each type gives them. */
+        public final Map<String, List<ImageLabel>> labels = new LinkedHashMap<>();
+        /** Dense tasks: their map rendered at the output's resolution. */
+        public final Map<String, DenseMap> maps = new LinkedHashMap<>();
     }
 
     private final ModelMetadata meta;
@@ -52,8 +59,19 @@ public final class FrameDecoder {
                 if (logits != null) {
                     result.masks.put(task.name, mask(need(outputs, logits), logits));
                 }
+            } else if (task.isClassification() || task.isMultilabel()) {
+                ModelMetadata.Output probabilities = kinds.get("probabilities");
+                if (probabilities != null) {
+                    float[] p = need(outputs, probabilities);
+                    result.labels.put(task.name, task.isClassification() ? ImageLabel.topK(p, task.classes, task.topK)
+                            : ImageLabel.atLeast(p, task.classes, task.threshold));
+                }
             } else if (!task.isDetection()) {
-                continue;
+                ModelMetadata.Output map = kinds.size() == 1 ? kinds.values().iterator().next() : null;
+                if (map != null && map.shape.length == 4) {
+                    int[] s = map.shape; // [1, h, w, C]
+                    result.maps.put(task.name, DenseMap.render(task.type, need(outputs, map), s[1], s[2], s[3]));
+                }
             } else if (kinds.containsKey("count")) {
                 result.detections.put(task.name, nmsedInGraph(outputs, kinds));
             } else if ((kinds.containsKey("boxes") || kinds.containsKey("box_encodings")) && kinds.containsKey("scores")) {

@@ -45,7 +45,7 @@ public final class ModelMetadata {
         }
     }
 
-    /** A task's classes and, for detection, its post-processing parameters. */
+    /** A task's classes and its post-processing parameters (detection, classification, multilabel). */
     public static final class Task {
         public final String name;
         /** The task type ("detection", "segmentation", ...); metadata.json before format 3 named tasks after it. */
@@ -57,9 +57,13 @@ public final class ModelMetadata {
         public final float nmsIou;
         public final float scoreThreshold;
         public final int maxDetections;
+        /** Classification: the classes kept per image (the task config's top_k). */
+        public final int topK;
+        /** Multilabel: the probability from which a label is present. */
+        public final float threshold;
 
         Task(String name, String type, List<String> classes, float[] anchors, float[] boxVariance, float nmsIou,
-             float scoreThreshold, int maxDetections) {
+             float scoreThreshold, int maxDetections, int topK, float threshold) {
             this.name = name;
             this.type = type;
             this.classes = classes;
@@ -68,6 +72,8 @@ public final class ModelMetadata {
             this.nmsIou = nmsIou;
             this.scoreThreshold = scoreThreshold;
             this.maxDetections = maxDetections;
+            this.topK = topK;
+            this.threshold = threshold;
         }
 
         public boolean isDetection() {
@@ -76,6 +82,14 @@ public final class ModelMetadata {
 
         public boolean isSegmentation() {
             return "segmentation".equals(type);
+        }
+
+        public boolean isClassification() {
+            return "classification".equals(type);
+        }
+
+        public boolean isMultilabel() {
+            return "multilabel".equals(type);
         }
     }
 
@@ -143,9 +157,12 @@ public final class ModelMetadata {
             }
             float[] variance = spec.containsKey("box_variance") ? floats(list(spec, "box_variance")) : null;
             String type = spec.containsKey("type") ? (String) spec.get("type") : e.getKey();
+            // Defaults as mtl-tf's task configs (top_k 5, threshold 0.5) and export/jetson/run.py.
+            Map<String, Object> config = spec.get("config") instanceof Map ? object(spec, "config") : Collections.emptyMap();
             ts.put(e.getKey(), new Task(e.getKey(), type, Collections.unmodifiableList(classes), anchors, variance,
                     (float) number(spec, "nms_iou", 0.45), (float) number(spec, "score_threshold", 0.01),
-                    (int) number(spec, "max_detections", 100)));
+                    (int) number(spec, "max_detections", 100), (int) number(config, "top_k", 5),
+                    (float) number(spec, "threshold", 0.5)));
         }
         tasks = Collections.unmodifiableMap(ts);
     }
