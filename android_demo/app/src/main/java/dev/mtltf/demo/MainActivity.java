@@ -31,7 +31,8 @@ import java.util.concurrent.Executors;
 import dev.mtltf.demo.core.FrameDecoder;
 
 /**
- * Camera preview with the multitask model's segmentation mask and boxes drawn over it, and FPS.
+ * Camera preview with the multitask model's results drawn over it (a dense map, segmentation
+ * masks, boxes, image labels; see OverlayView) and FPS.
  * CameraX Preview + ImageAnalysis (RGBA frames, latest only); inference and decoding run on the
  * analysis thread, drawing on the UI thread.
  */

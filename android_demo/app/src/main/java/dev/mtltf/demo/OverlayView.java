@@ -13,24 +13,33 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 
+import dev.mtltf.demo.core.DenseMap;
 import dev.mtltf.demo.core.Detection;
 import dev.mtltf.demo.core.FrameDecoder;
+import dev.mtltf.demo.core.ImageLabel;
 import dev.mtltf.demo.core.ModelMetadata;
 import dev.mtltf.demo.core.SegmentationMask;
 
 /**
- * Draws one frame's results over the camera preview: each segmentation class as a
- * semi-transparent colour, boxes with class name and score, and the FPS. The frame is shown
+ * Draws one frame's results over the camera preview, in export/jetson/run.py's order: one dense
+ * task's map (depth, normals, saliency, boundaries, ...) blended over the whole frame, each
+ * segmentation class as a semi-transparent colour, boxes with class name and score, the FPS and
+ * under it one text line per image-label task (classification, multilabel). The frame is shown
  * fit-centred (PreviewView.ScaleType.FIT_CENTER), so normalized coordinates map onto that rect.
  */
 public final class OverlayView extends View {
     /** Boxes drawn at or above this score (metadata.json's score_threshold is far lower). */
     static final float MIN_SCORE = 0.3f;
+    /** The dense task whose map is drawn (its name in metadata.json); null: the first dense task. */
+    static final String DENSE_TASK = null;
     private static final int MASK_ALPHA = 0x73; // ~45 %, as export/jetson/run.py blends
+    private static final int MAP_ALPHA = 0x66; // 40 %, as export/jetson/run.py blends dense maps
 
     private final Paint boxPaint = new Paint();
     private final Paint textPaint = new Paint();
     private final Paint maskPaint = new Paint();
+    private final Paint mapPaint = new Paint();
+    private final Paint labelPaint = new Paint();
     private final RectF frameRect = new RectF();
     private ModelMetadata metadata;
     private FrameDecoder.Result result;
@@ -38,6 +47,7 @@ public final class OverlayView extends View {
     private int frameHeight = 1;
     private float fps;
     private Bitmap maskBitmap;
+    private Bitmap mapBitmap;
 
     public OverlayView(Context context, AttributeSet attrs) {
         super(context, attrs);
@@ -46,6 +56,12 @@ public final class OverlayView extends View {
         textPaint.setTextSize(36f);
         textPaint.setAntiAlias(true);
         maskPaint.setFilterBitmap(false); // nearest neighbour: class borders stay sharp
+        mapPaint.setFilterBitmap(true); // bilinear, as the runner scales a map to the frame
+        mapPaint.setAlpha(MAP_ALPHA);
+        labelPaint.setTextSize(32f);
+        labelPaint.setAntiAlias(true);
+        labelPaint.setColor(Color.WHITE);
+        labelPaint.setShadowLayer(4f, 0f, 0f, Color.BLACK); // readable over any frame
     }
 
     /** Called on the UI thread with the results of a frame of `frameWidth` x `frameHeight` (upright). */
@@ -74,6 +90,11 @@ public final class OverlayView extends View {
         float w = frameWidth * scale, h = frameHeight * scale;
         frameRect.set((getWidth() - w) / 2, (getHeight() - h) / 2, (getWidth() + w) / 2, (getHeight() + h) / 2);
 
+        DenseMap map = DENSE_TASK != null ? result.maps.get(DENSE_TASK)
+                : result.maps.isEmpty() ? null : result.maps.values().iterator().next();
+        if (map != null) {
+            canvas.drawBitmap(mapBitmap(map), null, frameRect, mapPaint);
+        }
         for (SegmentationMask mask : result.masks.values()) {
             canvas.drawBitmap(maskBitmap(mask), null, frameRect, maskPaint);
         }
@@ -94,6 +115,29 @@ public final class OverlayView extends View {
         }
         textPaint.setColor(Color.WHITE);
         canvas.drawText(String.format(Locale.US, "%.1f FPS", fps), 24, 24 + textPaint.getTextSize(), textPaint);
+        float y = 24 + textPaint.getTextSize();
+        for (Map.Entry<String, List<ImageLabel>> e : result.labels.entrySet()) {
+            y += labelPaint.getTextSize() * 1.3f;
+            canvas.drawText(labelLine(e.getKey(), e.getValue()), 24, y, labelPaint);
+        }
+    }
+
+    /** "task: name 0.87, name 0.05" (classification: best first; multilabel: the labels present, or "-"). */
+    static String labelLine(String task, List<ImageLabel> labels) {
+        StringBuilder line = new StringBuilder(task).append(':');
+        for (int i = 0; i < labels.size(); i++) {
+            ImageLabel label = labels.get(i);
+            line.append(i == 0 ? " " : ", ").append(String.format(Locale.US, "%s %.2f", label.name, label.probability));
+        }
+        return labels.isEmpty() ? line.append(" -").toString() : line.toString();
+    }
+
+    private Bitmap mapBitmap(DenseMap map) {
+        if (mapBitmap == null || mapBitmap.getWidth() != map.width || mapBitmap.getHeight() != map.height) {
+            mapBitmap = Bitmap.createBitmap(map.width, map.height, Bitmap.Config.ARGB_8888);
+        }
+        mapBitmap.setPixels(map.argb, 0, map.width, 0, 0, map.width, map.height);
+        return mapBitmap;
     }
 
     private Bitmap maskBitmap(SegmentationMask mask) {
