@@ -38,9 +38,9 @@ import dev.mtltf.demo.core.FrameDecoder;
  */
 public final class MainActivity extends ComponentActivity {
     private static final String TAG = "mtl-tf";
-    /** CPU threads of the LiteRT interpreter (XNNPACK). */
+    /** CPU threads of LiteRT's CPU accelerator (XNNPACK). */
     private static final int THREADS = 4;
-    /** The GPU delegate, off by default: float32/float16 exports only; int8 models run on the CPU. */
+    /** LiteRT's GPU accelerator, off by default: float32/float16 exports only; int8 models run on the CPU. */
     private static final boolean USE_GPU = false;
 
     private final ExecutorService analysisThread = Executors.newSingleThreadExecutor();

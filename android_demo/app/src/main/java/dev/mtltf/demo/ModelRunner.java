@@ -1,21 +1,18 @@
 package dev.mtltf.demo;
 
-import android.content.res.AssetFileDescriptor;
 import android.content.res.AssetManager;
 
-import org.tensorflow.lite.Interpreter;
-import org.tensorflow.lite.Tensor;
-import org.tensorflow.lite.gpu.GpuDelegate;
+import com.google.ai.edge.litert.Accelerator;
+import com.google.ai.edge.litert.CompiledModel;
+import com.google.ai.edge.litert.LiteRtException;
+import com.google.ai.edge.litert.TensorBuffer;
 
 import java.io.ByteArrayOutputStream;
 import java.io.Closeable;
-import java.io.FileInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.MappedByteBuffer;
-import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.util.Collections;
 import java.util.LinkedHashMap;
@@ -26,8 +23,10 @@ import dev.mtltf.demo.core.ModelMetadata;
 import dev.mtltf.demo.core.Tensors;
 
 /**
- * The LiteRT Interpreter on model.tflite + metadata.json from the app's assets: RGB pixels in,
- * decoded per-task results out (via the Android-free core in dev.mtltf.demo.core).
+ * LiteRT's CompiledModel on model.tflite + metadata.json from the app's assets: RGB pixels in,
+ * decoded per-task results out (via the Android-free core in dev.mtltf.demo.core). One input and
+ * one output TensorBuffer per tensor of the `serve` signature, named as in metadata.json, made
+ * once and reused for every frame.
  */
 final class ModelRunner implements Closeable {
     static final String MODEL = "model.tflite";
@@ -35,59 +34,86 @@ final class ModelRunner implements Closeable {
     private static final String SIGNATURE = "serve"; // the signature every mtl-tf artifact has
 
     final ModelMetadata metadata;
-    private final Interpreter interpreter;
-    private final GpuDelegate gpu;
+    private final CompiledModel model;
     private final FrameDecoder decoder;
-    private final ByteBuffer input;
-    private final Map<String, Object> outputs = new LinkedHashMap<>();
+    /** The encoded input (heap, native order: TensorBuffer takes arrays). */
+    private final ByteBuffer encoded;
+    private final float[] floatInput;
+    private final Map<String, TensorBuffer> inputs;
+    private final Map<String, TensorBuffer> outputs = new LinkedHashMap<>();
 
     ModelRunner(AssetManager assets, int threads, boolean useGpu) throws IOException {
         metadata = ModelMetadata.parse(readText(assets, METADATA));
-        Interpreter.Options options = new Interpreter.Options();
-        options.setNumThreads(threads);
-        options.setUseXNNPACK(true);
-        gpu = useGpu ? new GpuDelegate() : null;
-        if (gpu != null) {
-            options.addDelegate(gpu);
+        CompiledModel.Options options = new CompiledModel.Options(useGpu ? Accelerator.GPU : Accelerator.CPU);
+        if (!useGpu) {
+            options.setCpuOptions(new CompiledModel.CpuOptions(threads, null, null));
         }
-        interpreter = new Interpreter(mapAsset(assets, MODEL), options);
-        for (String name : interpreter.getSignatureOutputs(SIGNATURE)) {
-            Tensor tensor = interpreter.getOutputTensorFromSignature(name, SIGNATURE);
-            outputs.put(name, ByteBuffer.allocateDirect(tensor.numBytes()).order(ByteOrder.nativeOrder()));
+        try {
+            model = CompiledModel.create(assets, MODEL, options);
+            inputs = Collections.singletonMap(metadata.inputName, model.createInputBuffer(metadata.inputName, SIGNATURE));
+            for (String name : metadata.outputs.keySet()) {
+                outputs.put(name, model.createOutputBuffer(name, SIGNATURE));
+            }
+        } catch (LiteRtException err) {
+            throw new IOException(MODEL + ": LiteRT cannot compile it or make its buffers: " + err.getMessage(), err);
         }
         decoder = new FrameDecoder(metadata);
-        input = Tensors.allocateInput(metadata);
+        int values = metadata.inputHeight() * metadata.inputWidth() * 3;
+        encoded = ByteBuffer.allocate(values * Tensors.bytesPerElement(metadata.inputDtype)).order(ByteOrder.nativeOrder());
+        floatInput = "float32".equals(metadata.inputDtype) ? new float[values] : null;
     }
 
     /** `argb`: the frame resized to the model input (Bitmap.getPixels order). */
     FrameDecoder.Result run(int[] argb) {
-        Tensors.encodeImage(argb, metadata, input);
-        Map<String, ByteBuffer> buffers = new LinkedHashMap<>();
-        for (Map.Entry<String, Object> e : outputs.entrySet()) {
-            ByteBuffer b = (ByteBuffer) e.getValue();
-            b.rewind();
-            buffers.put(e.getKey(), b);
+        Tensors.encodeImage(argb, metadata, encoded);
+        Map<String, float[]> values = new LinkedHashMap<>();
+        try {
+            TensorBuffer input = inputs.get(metadata.inputName);
+            if (floatInput != null) {
+                encoded.asFloatBuffer().get(floatInput);
+                input.writeFloat(floatInput);
+            } else {
+                input.writeInt8(encoded.array()); // the raw bytes: uint8 inputs too
+            }
+            model.run(inputs, outputs, SIGNATURE);
+            for (Map.Entry<String, TensorBuffer> e : outputs.entrySet()) {
+                values.put(e.getKey(), read(e.getValue(), metadata.outputs.get(e.getKey())));
+            }
+        } catch (LiteRtException err) {
+            throw new IllegalStateException("LiteRT failed to run " + MODEL + ": " + err.getMessage(), err);
         }
-        interpreter.runSignature(Collections.<String, Object>singletonMap(metadata.inputName, input), outputs, SIGNATURE);
-        for (ByteBuffer b : buffers.values()) {
-            b.rewind();
+        return decoder.decodeFloats(values);
+    }
+
+    /** An output as floats: int8/uint8 read as raw bytes and dequantized by the core. */
+    private static float[] read(TensorBuffer buffer, ModelMetadata.Output spec) throws LiteRtException {
+        switch (spec.dtype) {
+            case "int8":
+            case "uint8":
+                return Tensors.toFloat(ByteBuffer.wrap(buffer.readInt8()), spec);
+            case "float32":
+                return buffer.readFloat();
+            case "int32":
+                int[] ints = buffer.readInt();
+                float[] out = new float[ints.length];
+                for (int i = 0; i < ints.length; i++) {
+                    out[i] = ints[i];
+                }
+                return out;
+            default:
+                throw new IllegalArgumentException(spec.name + ": unsupported output dtype " + spec.dtype);
         }
-        return decoder.decode(buffers);
     }
 
     @Override
     public void close() {
-        interpreter.close();
-        if (gpu != null) {
-            gpu.close();
+        for (TensorBuffer b : inputs.values()) {
+            b.close();
         }
-    }
-
-    private static MappedByteBuffer mapAsset(AssetManager assets, String name) throws IOException {
-        try (AssetFileDescriptor fd = assets.openFd(name);
-             FileInputStream stream = new FileInputStream(fd.getFileDescriptor())) {
-            return stream.getChannel().map(FileChannel.MapMode.READ_ONLY, fd.getStartOffset(), fd.getDeclaredLength());
+        for (TensorBuffer b : outputs.values()) {
+            b.close();
         }
+        model.close();
     }
 
     private static String readText(AssetManager assets, String name) throws IOException {
