@@ -218,8 +218,8 @@ PROBABILITY_MAPS = ("saliency", "boundaries")
 
 def jet(t: np.ndarray) -> np.ndarray:
     """uint8 RGB [..., 3] of `t` (clipped to [0, 1]) in a jet colour map: channel k of red, green,
-    blue = clip(1.5 - |4t - k|, 0, 1) for k = 3, 2, 1, times 255, rounded half up; in float32,
-    term for term as the web demo's and the Android app's (android_demo/.../core/DenseMap.java)."""
+    blue = clip(1.5 - |4t - k|, 0, 1) for k = 3, 2, 1, times 255, rounded half up (the web demo's
+    formula); in float32, term for term as the Android app's (android_demo/.../core/DenseMap.java)."""
     t = np.clip(np.asarray(t, np.float32), 0, 1)
     levels = [np.clip(np.float32(1.5) - np.abs(np.float32(4) * t - np.float32(k)), 0, 1) for k in (3, 2, 1)]
     return np.floor(np.stack(levels, -1) * np.float32(255) + np.float32(0.5)).astype(np.uint8)
