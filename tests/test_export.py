@@ -133,8 +133,9 @@ def test_int8_outputs_stay_close_to_the_float_model(exports, tiny_run, val_image
     assert np.mean(np.argmax(int8_raw["segmentation"]["logits"], -1) == keras_mask) > 0.9
     task = keras_model.tasks["detection"]
     boxes, probs = task.decode(keras_raw["detection"])
-    # decoded in float from int8 encodings: well under the 1/255 step of an int8 [0, 1] box
-    assert np.mean(np.abs(task.decode_boxes(int8_raw["detection"]["box_encodings"]) - boxes)) < 0.002
+    # decoded in float from int8 encodings: well under the 1/255 step of an int8 [0, 1] box (XNNPACK,
+    # which rounds its fp32 requantization otherwise than LiteRT's builtin kernels: 0.0020 vs 0.0018)
+    assert np.mean(np.abs(task.decode_boxes(int8_raw["detection"]["box_encodings"]) - boxes)) < 0.0025
     assert np.mean(np.abs(int8_raw["detection"]["scores"] - probs[..., 1:])) < 0.02
 
 
@@ -281,6 +282,42 @@ def test_int8_edge_model_with_ssdlite_head_is_builtin_only_and_computes_in_int8(
     assert {dtype for name, dtype in ops if name in ("CONV_2D", "DEPTHWISE_CONV_2D")} == {"INT8"}
     inputs, outputs = _signature(path)
     assert inputs["image"]["dtype"] == np.uint8 and {d["dtype"] for d in outputs.values()} == {np.int8}
+
+
+def _dead_layer_int8(folder, images):
+    """A tiny model whose middle ReLU conv is 0 on every image (bias -50), as in barely trained
+    models, converted to int8 with float outputs (web_int8): (Keras model, artifact path)."""
+    from mtl_tf.export.serving import write_serve_signature
+    from mtl_tf.export.tflite import convert_tflite, write_atomic
+
+    image = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(keras.layers.Rescaling(1 / 255)(image))
+    dead = keras.layers.Conv2D(4, 3, padding="same", activation="relu", bias_initializer=keras.initializers.Constant(-50.0))(x)
+    out = keras.layers.Add()([keras.layers.Conv2D(4, 1)(x), keras.layers.Conv2D(4, 1)(dead)])
+    model = keras.Model(image, out)
+    saved = write_serve_signature(model, folder / "saved_model", lambda im: {"out": model(im)}, "uint8")
+    path = folder / "model.tflite"
+    write_atomic(path, convert_tflite(saved, "int8", lambda: (im[None] for im in images), float_outputs=True))
+    return model, path
+
+
+def test_int8_of_a_model_with_a_dead_layer_is_taken_by_xnnpack(tmp_path, monkeypatch):
+    """An all-zero ReLU output calibrates to an empty range; the quantizer would give it scale ~8e-9
+    and XNNPACK refuses the conv writing it (input x kernel / output scale >= 256): the export
+    widens such ranges, so XNNPACK (and LiteRT.js) run the graph, with the same outputs."""
+    import mtl_tf.export.ranges
+    from mtl_tf.export.litert import open_tflite
+
+    images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    model, path = _dead_layer_int8(tmp_path, images)
+    runner, delegate = open_tflite(path)
+    assert delegate == "XNNPACK"
+    want = model(images.astype(np.float32)).numpy()
+    got = np.concatenate([runner(image=im[None])["out"] for im in images])
+    assert np.max(np.abs(got - want)) < 0.03 * np.ptp(want)
+    # without the widening, XNNPACK refuses the very same graph
+    monkeypatch.setattr(mtl_tf.export.ranges, "widen_ranges_for_xnnpack", lambda calibrated: (calibrated, []))
+    assert open_tflite(_dead_layer_int8(tmp_path / "plain", images)[1])[1] != "XNNPACK"
 
 
 def test_fake_quantized_model_follows_the_float_model(tiny_model):

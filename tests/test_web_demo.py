@@ -58,7 +58,7 @@ def test_web_int8_computes_in_int8_with_float_outputs_equal_to_the_int8_artifact
     assert inputs["image"]["dtype"] == "uint8" and {o["dtype"] for o in outputs.values()} == {"float32"}
     assert meta["quantization"] == "int8" and meta["outputs_dequantized_in_graph"] is True
     assert set(meta["outputs"]) == set(json.loads((web_exports / "int8" / "metadata.json").read_text())["outputs"])
-    assert isinstance(meta["xnnpack_prepares"], bool)
+    assert meta["xnnpack_prepares"] is True  # the 1-epoch model's dead layers no longer stop XNNPACK
     # the same int8 computation: the in-graph DEQUANTIZE gives what the app computes from int8 outputs
     got, want = load_predictor(path).infer(scene), load_predictor(web_exports / "int8" / "model.tflite").infer(scene)
     for task in want:
@@ -111,7 +111,7 @@ def test_server_serves_the_page_runtime_and_artifacts_only(server, web_exports):
     assert list(models)[0] == "float32" and models["float32"]["loadable"]
     assert not models["int8"]["loadable"] and "export with --web" in models["int8"]["reason"]
     meta = json.loads((web_exports / "web_int8" / "metadata.json").read_text())
-    assert models["web_int8"]["loadable"] == meta["xnnpack_prepares"]
+    assert models["web_int8"]["loadable"] and meta["xnnpack_prepares"]
     assert headers["Cross-Origin-Opener-Policy"] == "same-origin"  # threads need cross-origin isolation
     assert headers["Cross-Origin-Embedder-Policy"] == "require-corp"
     status, headers, body = _get(url + "models/float32/model.tflite")
@@ -168,6 +168,7 @@ def test_the_page_decodes_what_the_python_predictor_does(server, web_exports, sc
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
     loadable = [m["name"] for m in json.loads(_get(url + "models.json")[2])["models"] if m["loadable"]]
+    assert loadable == ["float32", "web_int8"]
     out, shot = tmp_path / "page.json", tmp_path / "screenshot.png"
     command = ["node", str(WEB_DEMO / "test" / "run_page.mjs"), "--url", url, "--models", ",".join(loadable),
                "--image", str(image), "--video", str(video), "--video-time", "0.3", "--screenshot", str(shot), "--out", str(out)]
@@ -176,7 +177,11 @@ def test_the_page_decodes_what_the_python_predictor_does(server, web_exports, sc
     assert done.returncode == 0, (done.stderr, page.get("error"), page.get("console"))
     assert page["info"]["accelerator"] in ("wasm", "webgpu") and "FPS" in page["played"]
     assert shot.stat().st_size > 5000 and cv2.imread(str(shot)).shape[:2] == (700, 900)
-    thresholds = {"float32": (0.99, 0.98), "web_int8": (0.97, 0.95)}
+    # Python runs the same artifact on XNNPACK (x86) as the page does (WASM SIMD): float32 may differ
+    # in summation order, int8 by one quantization step where the two builds' kernels round a
+    # requantization apart, which flips near-tied argmaxes and moves a score by 1/256 at most.
+    # Measured on the 1-epoch model: 100% of the class map and of the detections, both types.
+    thresholds = {"float32": (0.99, 0.98), "web_int8": (0.99, 0.98)}
     for name in loadable:
         predictor = load_predictor(web_exports / name / "model.tflite")
         for source in ("image", "video"):

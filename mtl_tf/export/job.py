@@ -108,16 +108,16 @@ def write_variant(
 
 
 def xnnpack_prepares(path: Path) -> bool:
-    """Whether LiteRT's XNNPACK delegate takes the artifact. It refuses some int8 graphs (e.g. a
-    barely trained model's empty calibrated ranges): Python's LiteRT then runs the builtin kernels,
-    but LiteRT.js 2.5.3 returns wrong outputs, so the browser demo refuses such a web_int8."""
+    """Whether LiteRT's XNNPACK delegate takes the artifact. Should it refuse an int8 graph
+    (the empty calibrated ranges of dead layers, which made it refuse barely trained models, are
+    widened at conversion: `mtl_tf.export.ranges`), Python's LiteRT runs the builtin kernels, but
+    LiteRT.js 2.5.3 returns wrong outputs, so the browser demo refuses such a web_int8."""
     from mtl_tf.export.litert import open_tflite
 
     prepared = open_tflite(path)[1] == "XNNPACK"
     if not prepared:
         warnings.warn(f"{path}: XNNPACK refuses this int8 graph; LiteRT.js (browser) would return wrong outputs "
-                      "for it, so `mtl-tf demo` will not offer it (train longer or calibrate on more images)",
-                      stacklevel=2)
+                      "for it, so `mtl-tf demo` will not offer it", stacklevel=2)
     return prepared
 
 

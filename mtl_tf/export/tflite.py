@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -96,16 +95,20 @@ def serve_input_dtype(saved_model: Path) -> tf.DType:
 
 def _int8_keeping_float(converter, ops, float_outputs: bool = False) -> bytes:
     """Full-int8 conversion (calibrated on the converter's representative dataset) with `ops` left
-    in float between DEQUANTIZE / QUANTIZE: TFLite's selective quantization. `float_outputs`:
-    the outputs keep their float type (a DEQUANTIZE ends each); the image input is integer
-    either way (uint8 stays uint8; a float image would stay float)."""
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(ops), fully_quantize=not float_outputs)
-    with warnings.catch_warnings():  # it opens tf.lite.Interpreter, which warns of its deprecation
-        warnings.simplefilter("ignore", UserWarning)
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=converter.representative_dataset, debug_options=options
-        )
-        return debugger.get_nondebug_quantized_model()
+    in float between DEQUANTIZE / QUANTIZE: TFLite's selective quantization, as
+    `tf.lite.experimental.QuantizationDebugger` does it. The calibrated ranges XNNPACK could not
+    take (empty ones) are widened first (see `widen_ranges_for_xnnpack`). `float_outputs`: the
+    outputs keep their float type (a DEQUANTIZE ends each); the image input is integer either way
+    (uint8 stays uint8; a float image would stay float)."""
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    from mtl_tf.export.ranges import widen_ranges_for_xnnpack
+
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True  # the float graph with min/max per tensor
+    calibrated, _ = widen_ranges_for_xnnpack(converter.convert())
+    return mlir_quantize(calibrated, disable_per_channel=converter._experimental_disable_per_channel,
+                         fully_quantize=not float_outputs, denylisted_ops=list(ops))
 
 
 def write_atomic(path: Path, data: bytes) -> None:
