@@ -63,8 +63,9 @@ class SyntheticAerialSource:
         type: Literal["synthetic_aerial"] = "synthetic_aerial"
         num_images: int = Field(ge=1)
         seed: int = 0
-        labels: Literal["both", "boxes", "masks"] = Field(
-            "both", description="which labels the examples carry (the others are flagged missing)"
+        labels: Literal["both", "boxes", "masks", "none"] = Field(
+            "both", description="which of boxes and masks the examples carry (the others are flagged missing; "
+            "none: only the image-level and dense labels)"
         )
         max_objects: int = Field(12, ge=0)
         mask: Literal["surface", "objects"] = Field(
@@ -80,7 +81,7 @@ class SyntheticAerialSource:
         def label_kinds(self) -> list[str]:
             """`labels` picks boxes and masks, `dense` the dense kinds; the image-level ones (scene,
             object presence) are always there (`targets: {label: null}` leaves them unused)."""
-            kinds = {"both": ["boxes", "mask"], "boxes": ["boxes"], "masks": ["mask"]}[self.labels]
+            kinds = {"both": ["boxes", "mask"], "boxes": ["boxes"], "masks": ["mask"], "none": []}[self.labels]
             return [*kinds, *(k for k in DENSE_KINDS if k in self.dense), "label", "labels"]
 
         def class_names(self, kind: str) -> list[str]:
