@@ -146,7 +146,7 @@ def test_remedy_variants_change_only_their_settings(tmp_path):
 def test_sampling_variants_change_only_the_mixing_weights(tmp_path):
     recipe = load_recipe(ROOT / "recipes" / "sampling_study.yaml", ["train.epochs=2"])
     variants = study_variants(recipe, "system", ["uniform", "proportional", "annealed", "dynamic+normalized"], tmp_path)
-    assert sorted(n for n in variants if n.startswith("single_")) == ["single_glyph", "single_scene", "single_vehicles"]
+    assert sorted(n for n in variants if n.startswith("single_")) == ["single_objects", "single_scene", "single_vehicles"]
     plain = variants["multitask_plain"]
     assert plain.data.mixing.weights == [0.5, 0.15, 0.35] and plain.train.epochs == 6
     for name, weights in [("uniform", "uniform"), ("proportional", "proportional"), ("annealed", "annealed")]:
@@ -160,12 +160,12 @@ def test_sampling_variants_change_only_the_mixing_weights(tmp_path):
 
 
 def test_dynamic_sampling_in_a_study_measures_shortfalls_against_the_single_task_runs():
-    recipe = load_recipe(ROOT / "recipes" / "sampling_study.yaml", ["train.best.references={glyph: 0.9}"])
+    recipe = load_recipe(ROOT / "recipes" / "sampling_study.yaml", ["train.best.references={objects: 0.9}"])
     variants = study_variants(recipe, "run", ["dynamic", "uniform"])
     histories = {"single_vehicles": {"val_vehicles_map50": [0.1, 0.3, 0.2]},
                  "single_scene": {"val_scene_top1": [0.5, 0.7]}}
     dynamic = single_task_references(variants["multitask_dynamic"], histories, recipe)
-    assert dynamic.train.best.references == {"vehicles": 0.3, "scene": 0.7, "glyph": 0.9}  # the recipe's own kept
+    assert dynamic.train.best.references == {"vehicles": 0.3, "scene": 0.7, "objects": 0.9}  # the recipe's own kept
     assert single_task_references(variants["multitask_uniform"], histories, recipe) is variants["multitask_uniform"]
 
 
@@ -177,3 +177,4 @@ def test_a_single_task_run_leaves_the_other_tasks_targets_unused():
     assert list(single.tasks) == ["scene"]
     assert [dict(s.targets) for s in single.data.train] == [{"label": None, "labels": None}, {"label": "scene", "labels": None},
                                                             {"label": None, "labels": None}]
+    assert dict(single.data.val[0].targets) == {"label": "scene", "labels": None}
