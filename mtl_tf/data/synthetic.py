@@ -54,6 +54,9 @@ OBJECT_HEIGHT = np.array([1.8, 1.7, 1.5, 3.2])  # pedestrian, cyclist, car, bus
 EAVE_HEIGHT = (4.0, 14.0)
 ROOF_PITCH = 0.45  # rise per metre from the eave to the ridge
 VEGETATION_HEIGHT = (2.0, 7.0)
+# A jump in height between neighbouring pixels above this is a step (no visible surface between):
+# above any roof or canopy slope of the built-in scenes, below the lowest object (a car, 1.5 m).
+STEP_METRES = 1.2
 
 
 class SyntheticAerialSource:
@@ -188,10 +191,22 @@ def height_map(scene: "Scene", instances: np.ndarray, rng: np.random.Generator) 
 
 def normals_from_height(height: np.ndarray, metres_per_pixel: float) -> np.ndarray:
     """Unit normals [H, W, 3] (x right, y down, z up) of a height map, by central differences
-    (one-sided at the border)."""
-    dy, dx = np.gradient(np.asarray(height, np.float64), metres_per_pixel)
+    (one-sided at the border); zero vectors (unlabelled) on both sides of a height step of more
+    than STEP_METRES (an eave, a car's side): the camera looks straight down and sees no wall
+    there, and a difference across the step would be a near-horizontal normal of no surface."""
+    height = np.asarray(height, np.float64)
+    dy, dx = np.gradient(height, metres_per_pixel)
     normals = np.stack([-dx, -dy, np.ones_like(dx)], axis=-1)
-    return (normals / np.linalg.norm(normals, axis=-1, keepdims=True)).astype(np.float32)
+    normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
+    step = np.zeros(height.shape, bool)
+    vertical = np.abs(np.diff(height, axis=0)) > STEP_METRES
+    horizontal = np.abs(np.diff(height, axis=1)) > STEP_METRES
+    step[1:] |= vertical
+    step[:-1] |= vertical
+    step[:, 1:] |= horizontal
+    step[:, :-1] |= horizontal
+    normals[step] = 0.0
+    return normals.astype(np.float32)
 
 
 def region_boundaries(regions: np.ndarray) -> np.ndarray:
