@@ -8,10 +8,11 @@ pixels across, as in drone footage.
 
 Dense labels (`dense: [depth, normals, boundaries, saliency]`), derived from the same scene
 without touching its image, mask or boxes: a height map (buildings 4-14 m with a gabled roof
-whose ridge runs where the rendered roof changes shade, vegetation 2-7 m, objects 1.5-3.2 m on
-the surface under them; ground, roads and water 0) seen by a nadir camera `camera_height`
+whose ridge runs where the rendered roof changes shade, vegetation 2-7 m following the trees'
+smoothed brightness (`canopy_relief`), objects 1.5-3.2 m on the surface under them; ground,
+roads and water 0) seen by a nadir camera `camera_height`
 metres above the ground, so `depth` = camera_height - height; `normals` from the height map's
-finite differences (x right, y down, z up); `boundaries` where a pixel's 4-neighbour lies in
+finite differences (x right, y down, z up; unlabelled across height steps); `boundaries` where a pixel's 4-neighbour lies in
 another surface region or object box; `saliency` the objects' footprints (their boxes).
 
 Besides boxes and masks, every scene carries two image-level labels derived from them (no extra
@@ -179,14 +180,38 @@ def height_map(scene: "Scene", instances: np.ndarray, rng: np.random.Generator) 
     mask = scene.mask
     metres = SCENE_METRES / min(mask.shape)
     height = np.zeros(mask.shape, np.float64)
-    canopy = VEGETATION_HEIGHT[0] + np.ptp(VEGETATION_HEIGHT) * _smooth_noise(rng, mask.shape, cells=6)
-    height[mask == VEGETATION] = canopy[mask == VEGETATION]
+    trees = mask == VEGETATION
+    canopy = VEGETATION_HEIGHT[0] + np.ptp(VEGETATION_HEIGHT) * canopy_relief(scene.image, trees & (instances == 0))
+    height[trees] = canopy[trees]
     for y0, x0, y1, x1 in scene.buildings:
         eave = rng.uniform(*EAVE_HEIGHT)
         centres = np.arange(x0, x1) + 0.5
         rise = ROOF_PITCH * metres * np.minimum(centres - x0, x1 - centres)
         height[y0:y1, x0:x1] = eave + rise[None, :]
     return height + np.concatenate([[0.0], OBJECT_HEIGHT[scene.classes]])[instances]
+
+
+def canopy_relief(image: np.ndarray, trees: np.ndarray) -> np.ndarray:
+    """[0, 1] per pixel: the trees' brightness smoothed over a few pixels (a normalized Gaussian
+    blur of the mean channel over `trees` only), scaled to the scene's darkest and brightest tree
+    pixel. Sunlit crowns are high: the canopy's relief is what the image shows, so its depth and
+    normals can be learned from the pixels."""
+    weight = _gaussian_blur(trees.astype(np.float64), 2.5)
+    smooth = _gaussian_blur(image.astype(np.float64).mean(axis=-1) * trees, 2.5) / np.maximum(weight, 1e-6)
+    if not trees.any():
+        return np.zeros(trees.shape)
+    low, high = smooth[trees].min(), smooth[trees].max()
+    return np.clip((smooth - low) / max(high - low, 1e-6), 0, 1)
+
+
+def _gaussian_blur(values: np.ndarray, sigma: float) -> np.ndarray:
+    """`values` [H, W] convolved with a Gaussian of `sigma` pixels (separable, edges reflected)."""
+    radius = int(3 * sigma)
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(values, radius, mode="reflect")
+    rows = np.apply_along_axis(np.convolve, 1, padded, kernel, "valid")
+    return np.apply_along_axis(np.convolve, 0, rows, kernel, "valid")
 
 
 def normals_from_height(height: np.ndarray, metres_per_pixel: float) -> np.ndarray:
