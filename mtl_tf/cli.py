@@ -352,11 +352,12 @@ def bench(recipe, json_path, runs, warmup, threads, runtimes, calibration, out, 
               help="run: every run trains the recipe's steps; system: the multitask runs train the steps of "
               "all single-task runs together (the set they replace).")
 @click.option("--variants", default="", metavar="V1,V2+V3,...",
-              help="Remedy variants of plain multitask to add, each a '+'-joined set of: focal, balanced, ohem, "
-              "normalized, pcgrad, cagrad, distill (teachers: the study's single-task runs).")
+              help="Variants of plain multitask to add, each a '+'-joined set of remedies (focal, balanced, ohem, "
+              "normalized, pcgrad, cagrad, distill: teachers are the study's single-task runs) or task sampling "
+              "weights (uniform, proportional, annealed, dynamic: needs mixing mode sample or per_batch_task).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any recipe key (repeatable).")
 def study(recipe, out, epochs, steps_per_epoch, budget, variants, overrides):
-    """Single-task detector and segmenter, plain multitask and engine multitask on RECIPE, same budget."""
+    """Each task's single-task model, plain multitask, engine multitask and the --variants on RECIPE, same budget."""
     from mtl_tf.recipe import load_recipe
 
     overrides = list(overrides) + ([f"train.epochs={epochs}"] if epochs else [])

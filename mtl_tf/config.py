@@ -212,7 +212,7 @@ class DynamicSamplingConfig(Strict):
     default the primary) is divided by its reference (train.best.references) or, without one, by
     its own best so far; a source's need is the largest shortfall (1 - that ratio) of the tasks it
     labels, and its probability is proportional to exp(need / temperature), kept within
-    [min_share, max_share]."""
+    [min_share, max_share]. Shares decided after epoch e apply from epoch e + 2 (train/sampling.py)."""
 
     temperature: float = Field(0.1, gt=0)
     min_share: float = Field(0.05, ge=0, lt=1)

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from sklearn.metrics import (
-    accuracy_score, average_precision_score, balanced_accuracy_score, confusion_matrix, f1_score, recall_score,
+    accuracy_score, average_precision_score, balanced_accuracy_score, confusion_matrix, f1_score, precision_recall_curve,
+    recall_score,
     top_k_accuracy_score,
 )
 
-from mtl_tf.evaluate.classification import MultiClassEvaluator, MultiLabelEvaluator
+from mtl_tf.evaluate.classification import MultiClassEvaluator, MultiLabelEvaluator, ranking_average_precision
 from mtl_tf.tasks import build_tasks
 
 NAMES = [f"c{i}" for i in range(7)]
@@ -73,6 +74,26 @@ def test_multi_label_metrics_match_scikit_learn_on_known_labels():
     for t, s in zip(truth, scores):
         flipped.add_image(t, np.where(t < 0, 1 - s, s))
     assert flipped.result() == res
+
+
+def test_multi_label_ap_and_curves_count_tied_scores_together_as_scikit_learn():
+    rng = np.random.default_rng(2)
+    truth = (rng.random((400, 3)) < [0.3, 0.6, 0.1]).astype(np.int8)
+    scores = np.round(np.clip(0.3 * truth + rng.random((400, 3)) * 0.7, 0, 1) * 8) / 8  # int8-like: many ties
+    truth[rng.random((400, 3)) < 0.2] = -1
+    ev = MultiLabelEvaluator(["a", "b", "c"])
+    for t, s in zip(truth, scores):
+        ev.add_image(t, s)
+    curves, ap = ev.curves(), ev.result()["per_label_ap"]
+    for c, name in enumerate("abc"):
+        known = truth[:, c] >= 0
+        y, s = truth[known, c], scores[known, c]
+        assert ap[name] == pytest.approx(average_precision_score(y, s))
+        precision, recall, _ = precision_recall_curve(y, s)
+        np.testing.assert_allclose(curves[name][0], recall[:-1][::-1])
+        np.testing.assert_allclose(curves[name][1], precision[:-1][::-1])
+        order = rng.permutation(len(y))  # the order of the images changes nothing
+        np.testing.assert_allclose(ranking_average_precision(y[order], s[order]), ap[name])
 
 
 def test_multi_label_rejects_values_other_than_one_zero_unknown():

@@ -135,3 +135,20 @@ def test_a_truncated_backup_of_an_earlier_version_starts_over(straight, tmp_path
     _fit(recipe, run)
     assert "no complete backup" in capsys.readouterr().out
     _same_run(run, reference)
+
+
+def test_a_killed_fit_with_dynamic_sampling_resumes_with_its_shares(tmp_path):
+    # Shares decided after epoch 0 apply from epoch 2 on (one epoch more than the pipeline's read-ahead).
+    recipe = load_recipe(TINY_RECIPE, ["train.epochs=3", "train.steps_per_epoch=10", "data.batch_size=4",
+                                       "train.num_overlays=0", "data.val.0.num_images=4",
+                                       "data.mixing={mode: per_batch_task, weights: dynamic, dynamic: {temperature: 0.05}}",
+                                       "train.best.references={segmentation: 1.0}"])
+    straight = tmp_path / "straight"
+    events = _fit(recipe, straight)
+    shares = [[float(r["sampling_share_0"]), float(r["sampling_share_1"])] for r in csv.DictReader(open(straight / "history.csv"))]
+    assert abs(shares[0][0] - shares[0][1]) > 0.05, shares  # the shares epoch 2 draws by moved
+    run = tmp_path / "run"
+    with pytest.raises(Killed):  # after epoch 1's backup: epoch 2 draws by the shares decided after epoch 0
+        _fit(recipe, run, kill_at=_index(events, "renamed", "epoch-0001"))
+    _fit(recipe, run)
+    _same_run(run, straight)

@@ -54,9 +54,11 @@ def test_dense_labels_agree_with_the_mask_the_boxes_and_each_other():
         trees = (mask == VEGETATION) & ~objects
         assert np.all((height[trees] >= VEGETATION_HEIGHT[0] - 1e-4) & (height[trees] <= VEGETATION_HEIGHT[1] + 1e-4))
         assert np.all(height[objects] > 0)
-        # normals: unit, straight up on flat ground, the height map's finite differences
-        np.testing.assert_allclose(np.linalg.norm(ex["normals"], axis=-1), 1, atol=1e-5)
+        # normals: unit or unlabelled (at height steps), the height map's finite differences
+        length = np.linalg.norm(ex["normals"], axis=-1)
+        assert np.all((np.abs(length - 1) < 1e-5) | (length == 0)) and 0.6 < (length > 0).mean() < 1
         np.testing.assert_allclose(ex["normals"], normals_from_height(height, SCENE_METRES / 96), atol=1e-5)
+        assert np.all(ex["normals"][ground & (length > 0)] == [0, 0, 1])
         # boundaries: every change of surface class or object between 4-neighbours is marked
         change = (mask[:, 1:] != mask[:, :-1]) | (objects[:, 1:] != objects[:, :-1])
         assert np.all(ex["boundaries"][:, 1:][change] == 1) and np.all(ex["boundaries"][:, :-1][change] == 1)
@@ -115,3 +117,19 @@ def test_ubernet_recipe_trains_every_task_and_predict_writes_each_map(tmp_path):
     assert normals.shape == (40, 56, 3) and normals.dtype == np.uint8
     for task in ("boundaries", "saliency"):
         assert read(f"{task}_{task}").shape == (40, 56) and read(f"{task}_{task}").dtype == np.uint8
+
+
+def test_normals_are_unlabelled_across_height_steps_and_follow_slopes():
+    metres = 0.5
+    height = np.zeros((12, 12))
+    height[3:9, 3:9] = 6.0 + 0.3 * np.arange(6)[None, :]  # a roof 6 m up, rising 0.3 m per pixel along x
+    normals = normals_from_height(height, metres)
+    unlabelled = np.linalg.norm(normals, axis=-1) == 0
+    ring = np.zeros((12, 12), bool)
+    ring[2:10, 2:10] = True
+    ring[4:8, 4:8] = False  # both sides of the step (4-neighbours: not the ring's corners)
+    ring[[2, 2, 9, 9], [2, 9, 2, 9]] = False
+    np.testing.assert_array_equal(unlabelled, ring)
+    slope = np.array([-0.3 / metres, 0, 1]) / np.hypot(0.3 / metres, 1)
+    np.testing.assert_allclose(normals[4:8, 4:8], np.broadcast_to(slope, (4, 4, 3)), atol=1e-6)
+    np.testing.assert_array_equal(normals[0, 0], [0, 0, 1])

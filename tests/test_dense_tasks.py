@@ -68,15 +68,42 @@ def test_unlabelled_images_give_zero_loss_and_zero_gradient(kind, raw, label):
     assert loss == 0 and np.all(grad == 0)
 
 
-def test_normals_cosine_loss_ignores_zero_vectors_and_flips_negate_x_and_y():
-    task = _task("normals")
+def test_normals_losses_ignore_zero_vectors_and_flips_negate_x_and_y():
     truth = np.array([[[0, 0, 1], [0, 0, 1]], [[1, 0, 0], [0, 0, 0]]], np.float32)
     raw = np.array([[[1, 0, 0], [2, 0, 2]], [[5, 0, 0], [3, 1, 0]]], np.float32)
-    loss, grad = _loss_and_gradient(task, raw, truth)
     # cos: 0, 1/sqrt(2), 1 (scale does not matter); the zero vector is unlabelled
+    loss, grad = _loss_and_gradient(_task("normals", loss="cosine"), raw, truth)
     assert loss == pytest.approx((1 + (1 - 1 / math.sqrt(2)) + 0) / 3, rel=1e-5)
     assert np.all(grad[1, 1] == 0)
+    # angular (the default): 90, 45 and 0 degrees, in radians
+    task = _task("normals")
+    loss, grad = _loss_and_gradient(task, raw, truth)
+    assert loss == pytest.approx((math.pi / 2 + math.pi / 4 + 0) / 3, abs=1e-3)  # the clip: 0.0014 at 0
+    assert np.all(grad[1, 1] == 0) and np.all(np.isfinite(grad))
     assert dict(task.label_spec()["normals"].negate_on_flip) == {1: 0, 0: 1}
+
+
+def test_the_angular_loss_keeps_its_pull_as_the_error_shrinks():
+    truth = np.tile(np.float32([0, 0, 1]), (1, 1, 1))
+    pulls = {}
+    for loss_name in ("angular", "cosine"):
+        task = _task("normals", loss=loss_name)
+        pulls[loss_name] = [np.linalg.norm(_loss_and_gradient(task, [[[math.sin(a), 0, math.cos(a)]]], truth)[1])
+                            for a in (0.2, 0.02)]
+    assert pulls["angular"][1] == pytest.approx(pulls["angular"][0], rel=0.05)  # |d angle / d raw| = 1
+    assert pulls["cosine"][1] < 0.15 * pulls["cosine"][0]  # sin(angle): ten times weaker at a tenth
+
+
+def test_an_untrained_normals_head_starts_facing_the_camera():
+    import keras
+
+    from mtl_tf.tasks.dense import build_dense_head
+
+    features = {tap: keras.Input((16 // s, 16 // s, 4)) for tap, s in (("C3", 2), ("C4", 4), ("C5", 8))}
+    head = keras.Model(features, build_dense_head(features, 3, (16, 16), "n", 4, 8, _task("normals").output_bias))
+    out = head.predict({k: np.zeros((1, *v.shape[1:]), np.float32) for k, v in features.items()}, verbose=0)
+    np.testing.assert_allclose(out[..., 2], 1.0, atol=1e-6)
+    np.testing.assert_allclose(out[..., :2], 0.0, atol=1e-6)
 
 
 def test_balanced_cross_entropy_weighs_positives_by_the_negative_share():

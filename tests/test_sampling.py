@@ -2,6 +2,7 @@
 task lagging behind its reference (or its own best), their bounds, and the recipe keys."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -59,44 +60,53 @@ def test_bounded_shares_keep_order_sum_and_bounds():
     np.testing.assert_allclose(bounded_shares([1, 3], 0, 1), [0.25, 0.75])
 
 
-def _sampler(references=None):
+def _sampler(references=None, epochs=3):
     tasks = build_tasks({"a": {"type": "classification", "classes": ["x", "y"]},
                          "b": {"type": "multilabel", "classes": ["x", "y"]}}, (64, 64))
     return DynamicSampling([["a"], ["b"], []], tasks, DynamicSamplingConfig(temperature=0.1, min_share=0.05,
-                                                                             max_share=0.8), references=references)
+                                                                             max_share=0.8), references=references,
+                           epochs=epochs)
 
 
 def test_dynamic_sampling_moves_weight_to_the_task_below_its_reference():
-    sampler = _sampler({"a": 0.8, "b": 0.9})
     logs = {"val_a_top1": 0.8, "val_b_map": 0.45}  # a at its reference, b at half of it
+    sampler = _sampler({"a": 0.8, "b": 0.9}, epochs=4)
     sampler.on_epoch_end(0, logs)
-    shares = sampler.probabilities.numpy()
+    table = sampler.probabilities.numpy()
+    np.testing.assert_allclose(table[:2], 1 / 3)  # epochs 0 and 1 were drawn (or prefetched) already
+    shares = table[2]
     assert shares[1] == pytest.approx(0.8) and shares[0] == pytest.approx(shares[2]) == pytest.approx(0.1)
+    np.testing.assert_array_equal(table[3], shares)  # until a later decision
     assert logs["sampling_share_1"] == pytest.approx(0.8)
     sampler.on_epoch_end(1, {"val_a_top1": 0.4, "val_b_map": 0.9})  # now a lags
-    assert sampler.probabilities.numpy().argmax() == 0
+    table = sampler.probabilities.numpy()
+    np.testing.assert_array_equal(table[2], shares)
+    assert table[3].argmax() == 0
 
 
 def test_dynamic_sampling_without_references_follows_each_task_s_own_best():
-    sampler = _sampler()
+    sampler = _sampler(epochs=4)
     sampler.on_epoch_end(0, {"val_a_top1": 0.5, "val_b_map": 0.5})
-    np.testing.assert_allclose(sampler.probabilities.numpy(), [1 / 3] * 3)  # everyone at its best
+    np.testing.assert_allclose(sampler.probabilities.numpy(), 1 / 3)  # everyone at its best
     sampler.on_epoch_end(1, {"val_a_top1": 0.7, "val_b_map": 0.4})  # b fell 20% below its best
-    shares = sampler.probabilities.numpy()
+    shares = sampler.probabilities.numpy()[3]
     assert shares[1] > 0.7 and shares[0] == pytest.approx(shares[2])
+    restored = _sampler(epochs=4)
+    restored.set_state(json.loads(json.dumps(sampler.state())))  # as the training snapshot keeps it
+    np.testing.assert_array_equal(restored.probabilities.numpy(), sampler.probabilities.numpy())
+    assert restored.best == {"a": 0.7, "b": 0.5}
 
 
-def test_the_mixing_stream_follows_the_dynamic_variable():
+def test_the_mixing_stream_follows_the_dynamic_table_row_of_each_epoch():
     cfg = MixingConfig(mode="sample", weights="dynamic")
-    probabilities = tf.Variable([0.2, 0.8], dtype=tf.float64)
-    ds = mixing.mix(_constant_streams(2), cfg, [5, 5], 4, 0, dynamic=probabilities)
-    options = tf.data.Options()
-    options.autotune.enabled = False  # no injected prefetch: draws happen when read (training lags by the prefetch)
-    stream = iter(ds.with_options(options).as_numpy_iterator())
-    first = np.array([next(stream) for _ in range(2000)])
-    probabilities.assign([0.9, 0.1])
-    second = np.array([next(stream) for _ in range(2000)])
-    assert abs((first == 0).mean() - 0.2) < 0.04 and abs((second == 0).mean() - 0.9) < 0.04, ((first == 0).mean(), (second == 0).mean())
+    table = tf.Variable([[0.2, 0.8], [0.9, 0.1]], dtype=tf.float64)  # epoch 0, epoch 1 (and after)
+    per_epoch = 500  # batches of 4 examples
+    ds = mixing.mix(_constant_streams(2), cfg, [5, 5], 4, 0, total_steps=2 * per_epoch, dynamic=table)
+    draws = np.array(list(ds.take(3 * per_epoch * 4).as_numpy_iterator())).reshape(3, -1)
+    assert abs((draws[0] == 0).mean() - 0.2) < 0.04 and abs((draws[1] == 0).mean() - 0.9) < 0.04
+    assert abs((draws[2] == 0).mean() - 0.9) < 0.04  # past the last row: the last row
+    again = np.array(list(ds.take(3 * per_epoch * 4).as_numpy_iterator())).reshape(3, -1)
+    np.testing.assert_array_equal(again, draws)  # the same table: the same stream, whatever the prefetch
 
 
 def test_fit_with_dynamic_weights_logs_the_shares(tmp_path):

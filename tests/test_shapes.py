@@ -72,3 +72,24 @@ def test_glyphs_differ_by_outline(kind):
     for other in SHAPE_CLASSES:
         if other != kind:
             assert (here ^ glyph_mask(other, (64, 64), 32, 32, 20, 0.3)).sum() > 40
+
+
+def test_image_labels_follow_the_glyphs():
+    one = SyntheticShapesSource(SyntheticShapesSource.Config(num_images=24, seed=3, labels="none", max_objects=1), (64, 64))
+    many = _source(n=24)
+    classes_seen = set()
+    for i in range(24):
+        ex = one[i]
+        assert "boxes" not in ex and "mask" not in ex
+        full = SyntheticShapesSource(SyntheticShapesSource.Config(num_images=24, seed=3, max_objects=1), (64, 64))[i]
+        assert len(full["box_classes"]) == 1 and ex["label"] == full["box_classes"][0]  # the one glyph's class
+        classes_seen.add(int(ex["label"]))
+        ex = many[i]
+        present = np.zeros(len(SHAPE_CLASSES), np.int8)
+        present[ex["box_classes"]] = 1
+        np.testing.assert_array_equal(ex["labels"], present)
+        areas = np.bincount(ex["mask"].ravel(), minlength=len(MASK_CLASSES))[1:]
+        assert areas[ex["label"]] == areas.max() > 0
+    assert len(classes_seen) >= 5  # the labels vary
+    cfg = SyntheticShapesSource.Config(num_images=1, labels="none")
+    assert cfg.label_kinds() == ["label", "labels"] and cfg.class_names("label") == SHAPE_CLASSES

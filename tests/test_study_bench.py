@@ -1,6 +1,7 @@
 """`mtl-tf study` and `mtl-tf bench-engine`: report logic, and end to end on the tiny recipe."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +10,9 @@ from click.testing import CliRunner
 from conftest import TINY_RECIPE
 from mtl_tf.cli import main
 from mtl_tf.recipe import load_recipe
-from mtl_tf.train.study import markdown_table, study_variants, summarize
+from mtl_tf.train.study import markdown_table, single_task_references, study_variants, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = ["--set", "train.num_overlays=0", "--set", "data.val.0.num_images=4"]
 
@@ -138,3 +141,40 @@ def test_remedy_variants_change_only_their_settings(tmp_path):
     assert combo.train.teachers == {t: str(tmp_path / f"single_{t}") for t in ("detection", "segmentation")}
     with pytest.raises(ValueError, match="unknown study variant 'nope'"):
         study_variants(recipe, "run", ["focal+nope"])
+
+
+def test_sampling_variants_change_only_the_mixing_weights(tmp_path):
+    recipe = load_recipe(ROOT / "recipes" / "sampling_study.yaml", ["train.epochs=2"])
+    variants = study_variants(recipe, "system", ["uniform", "proportional", "annealed", "dynamic+normalized"], tmp_path)
+    assert sorted(n for n in variants if n.startswith("single_")) == ["single_objects", "single_scene", "single_vehicles"]
+    plain = variants["multitask_plain"]
+    assert plain.data.mixing.weights == [0.5, 0.15, 0.35] and plain.train.epochs == 6
+    for name, weights in [("uniform", "uniform"), ("proportional", "proportional"), ("annealed", "annealed")]:
+        variant = variants[f"multitask_{name}"]
+        assert variant.data.mixing.weights == weights and variant.data.mixing.mode == "per_batch_task"
+        assert variant.train == plain.train and variant.tasks == plain.tasks and variant.data.train == plain.data.train
+    combo = variants["multitask_dynamic+normalized"]
+    assert combo.data.mixing.weights == "dynamic" and combo.train.balance.method == "normalized"
+    with pytest.raises(ValueError, match="mixing.mode must be sample or per_batch_task"):
+        study_variants(load_recipe(TINY_RECIPE), "run", ["uniform"])
+
+
+def test_dynamic_sampling_in_a_study_measures_shortfalls_against_the_single_task_runs():
+    recipe = load_recipe(ROOT / "recipes" / "sampling_study.yaml", ["train.best.references={objects: 0.9}"])
+    variants = study_variants(recipe, "run", ["dynamic", "uniform"])
+    histories = {"single_vehicles": {"val_vehicles_map50": [0.1, 0.3, 0.2]},
+                 "single_scene": {"val_scene_top1": [0.5, 0.7]}}
+    dynamic = single_task_references(variants["multitask_dynamic"], histories, recipe)
+    assert dynamic.train.best.references == {"vehicles": 0.3, "scene": 0.7, "objects": 0.9}  # the recipe's own kept
+    assert single_task_references(variants["multitask_uniform"], histories, recipe) is variants["multitask_uniform"]
+
+
+def test_a_single_task_run_leaves_the_other_tasks_targets_unused():
+    from mtl_tf.train.fit import single_task_recipe
+
+    recipe = load_recipe(ROOT / "recipes" / "sampling_study.yaml", ["train.single_task=scene"])
+    single = single_task_recipe(recipe)
+    assert list(single.tasks) == ["scene"]
+    assert [dict(s.targets) for s in single.data.train] == [{"label": None, "labels": None}, {"label": "scene", "labels": None},
+                                                            {"label": None, "labels": None}]
+    assert dict(single.data.val[0].targets) == {"label": "scene", "labels": None}

@@ -12,9 +12,9 @@ Weights: `uniform`, `proportional` (to the sources' sizes), a fixed list, `annea
 proportional to n_i ** alpha with alpha going linearly from 1 (proportional) to 0 (uniform)
 over `anneal_steps` batches (default: the whole training), the annealed sampling of Stickland &
 Murray (2019), `{from: w0, to: w1}`: linearly from one setting to another over anneal_steps, or
-`dynamic`: probabilities held in a variable that training updates every epoch from the tasks'
-validation metrics (train/sampling.py). Draws are stateless, so a seed fixes the whole sequence
-(for dynamic weights, given the same updates).
+`dynamic`: probabilities held in a table variable with one row per epoch, which training fills
+from the tasks' validation metrics (train/sampling.py). Draws are stateless, so a seed fixes the
+whole sequence (for dynamic weights, given the same table).
 """
 
 from __future__ import annotations
@@ -63,9 +63,11 @@ def interpolated_weights(step: tf.Tensor, start: np.ndarray, end: np.ndarray, an
     return (1.0 - a) * tf.constant(start, tf.float64) + a * tf.constant(end, tf.float64)
 
 
-def weight_schedule(mixing, sizes, anneal_steps: int, dynamic: tf.Variable | None = None) -> Callable:
+def weight_schedule(mixing, sizes, anneal_steps: int, dynamic: tf.Variable | None = None,
+                    total_steps: int | None = None) -> Callable:
     """step (batches) -> source probabilities (float64 [n]) for `mixing.weights`; `dynamic` is
-    the variable that holds the probabilities of weights: dynamic (without it, e.g. in `data
+    the table variable (float64 [epochs, n]) whose row e holds the probabilities of epoch e's
+    batches for weights: dynamic, epochs of total_steps / rows batches (without it, e.g. in `data
     bench`, they stay uniform)."""
     weights = mixing.weights
     if weights == "annealed":
@@ -74,7 +76,9 @@ def weight_schedule(mixing, sizes, anneal_steps: int, dynamic: tf.Variable | Non
         start, end = fixed_weights(weights.start, sizes), fixed_weights(weights.end, sizes)
         return lambda step: interpolated_weights(step, start, end, anneal_steps)
     if weights == "dynamic" and dynamic is not None:
-        return lambda step: tf.cast(dynamic, tf.float64)
+        rows = int(dynamic.shape[0])
+        per_row = max((total_steps or rows) // rows, 1)
+        return lambda step: tf.cast(tf.gather(dynamic, tf.minimum(step // per_row, rows - 1)), tf.float64)
     fixed = tf.constant(fixed_weights(weights, sizes))
     return lambda step: fixed
 
@@ -87,7 +91,7 @@ def source_choices(mixing, sizes, batch_size: int, seed: int, total_steps: int |
         pattern = np.repeat(np.arange(n), per_batch_counts(mixing, n, batch_size))
         return tf.data.Dataset.from_tensor_slices(pattern.astype(np.int64)).repeat()
 
-    schedule = weight_schedule(mixing, sizes, mixing.anneal_steps or total_steps or 1, dynamic)
+    schedule = weight_schedule(mixing, sizes, mixing.anneal_steps or total_steps or 1, dynamic, total_steps)
     # `step` counts draws: examples in mode sample, batches in per_batch_task.
     per_batch = 1 if mixing.mode == "per_batch_task" else batch_size
 

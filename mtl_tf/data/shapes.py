@@ -8,7 +8,12 @@ drawn pixels and the mask (0 background, class + 1 on the glyph's pixels; a ring
 background) agrees with the boxes pixel for pixel.
 
 Use it like `synthetic_aerial`: `{type: synthetic_shapes, num_images: 512, seed: 1, labels:
-boxes}` with `labels: both | boxes | masks`.
+boxes}` with `labels: both | boxes | masks | none`.
+
+Every image also carries two image-level labels derived from its glyphs (no extra drawing): the
+class of its largest glyph (kind `label`, for a `classification` task; with `max_objects: 1` the
+one glyph's class) and the presence of each class (kind `labels`, for a `multilabel` task).
+`targets: {label: null}` leaves them unused.
 """
 
 from __future__ import annotations
@@ -34,18 +39,20 @@ class SyntheticShapesSource:
         type: Literal["synthetic_shapes"] = "synthetic_shapes"
         num_images: int = Field(ge=1)
         seed: int = 0
-        labels: Literal["both", "boxes", "masks"] = Field(
-            "both", description="which labels the examples carry (the others are flagged missing)"
+        labels: Literal["both", "boxes", "masks", "none"] = Field(
+            "both", description="which of boxes and masks the examples carry (the others are flagged missing; "
+            "the image-level labels are always there)"
         )
         max_objects: int = Field(5, ge=1, description="glyphs per image: 1 to max_objects")
         min_size: float = Field(0.12, gt=0, le=1, description="glyph diameter, fraction of the short side")
         max_size: float = Field(0.35, gt=0, le=1)
 
         def label_kinds(self) -> list[str]:
-            return {"both": ["boxes", "mask"], "boxes": ["boxes"], "masks": ["mask"]}[self.labels]
+            kinds = {"both": ["boxes", "mask"], "boxes": ["boxes"], "masks": ["mask"], "none": []}[self.labels]
+            return [*kinds, "label", "labels"]
 
         def class_names(self, kind: str) -> list[str]:
-            names = {"boxes": SHAPE_CLASSES, "mask": MASK_CLASSES}
+            names = {"boxes": SHAPE_CLASSES, "mask": MASK_CLASSES, "label": SHAPE_CLASSES, "labels": SHAPE_CLASSES}
             return names[kind] if kind in self.label_kinds() else []
 
     def __init__(self, config: Config, image_size: tuple[int, int]):
@@ -66,10 +73,24 @@ class SyntheticShapesSource:
             example.update(boxes=boxes, box_classes=classes)
         if "mask" in cfg.label_kinds():
             example["mask"] = mask
+        example.update(label=largest_glyph(mask), labels=glyphs_present(classes))
         return example
 
     def describe(self) -> str:
         return f"synthetic_shapes(seed={self.config.seed}, labels={self.config.labels})"
+
+
+def largest_glyph(mask: np.ndarray) -> np.int32:
+    """The class of the glyph class covering most pixels of `mask` (the lowest class on a tie)."""
+    pixels = np.bincount(mask.ravel(), minlength=len(MASK_CLASSES))[1:]
+    if not pixels.any():
+        raise ValueError("synthetic_shapes: an image without a glyph has no image label")
+    return np.int32(np.argmax(pixels))
+
+
+def glyphs_present(classes: np.ndarray) -> np.ndarray:
+    """int8 [8]: 1 where the image holds a glyph of that class, else 0."""
+    return (np.bincount(classes, minlength=len(SHAPE_CLASSES)) > 0).astype(np.int8)
 
 
 def glyph_outline(kind: str, cy: float, cx: float, radius: float, angle: float) -> list | tuple:

@@ -8,10 +8,11 @@ pixels across, as in drone footage.
 
 Dense labels (`dense: [depth, normals, boundaries, saliency]`), derived from the same scene
 without touching its image, mask or boxes: a height map (buildings 4-14 m with a gabled roof
-whose ridge runs where the rendered roof changes shade, vegetation 2-7 m, objects 1.5-3.2 m on
-the surface under them; ground, roads and water 0) seen by a nadir camera `camera_height`
+whose ridge runs where the rendered roof changes shade, vegetation 2-7 m following the trees'
+smoothed brightness (`canopy_relief`), objects 1.5-3.2 m on the surface under them; ground,
+roads and water 0) seen by a nadir camera `camera_height`
 metres above the ground, so `depth` = camera_height - height; `normals` from the height map's
-finite differences (x right, y down, z up); `boundaries` where a pixel's 4-neighbour lies in
+finite differences (x right, y down, z up; unlabelled across height steps); `boundaries` where a pixel's 4-neighbour lies in
 another surface region or object box; `saliency` the objects' footprints (their boxes).
 
 Besides boxes and masks, every scene carries two image-level labels derived from them (no extra
@@ -54,6 +55,9 @@ OBJECT_HEIGHT = np.array([1.8, 1.7, 1.5, 3.2])  # pedestrian, cyclist, car, bus
 EAVE_HEIGHT = (4.0, 14.0)
 ROOF_PITCH = 0.45  # rise per metre from the eave to the ridge
 VEGETATION_HEIGHT = (2.0, 7.0)
+# A jump in height between neighbouring pixels above this is a step (no visible surface between):
+# above any roof or canopy slope of the built-in scenes, below the lowest object (a car, 1.5 m).
+STEP_METRES = 1.2
 
 
 class SyntheticAerialSource:
@@ -63,8 +67,9 @@ class SyntheticAerialSource:
         type: Literal["synthetic_aerial"] = "synthetic_aerial"
         num_images: int = Field(ge=1)
         seed: int = 0
-        labels: Literal["both", "boxes", "masks"] = Field(
-            "both", description="which labels the examples carry (the others are flagged missing)"
+        labels: Literal["both", "boxes", "masks", "none"] = Field(
+            "both", description="which of boxes and masks the examples carry (the others are flagged missing; "
+            "none: only the image-level and dense labels)"
         )
         max_objects: int = Field(12, ge=0)
         mask: Literal["surface", "objects"] = Field(
@@ -80,7 +85,7 @@ class SyntheticAerialSource:
         def label_kinds(self) -> list[str]:
             """`labels` picks boxes and masks, `dense` the dense kinds; the image-level ones (scene,
             object presence) are always there (`targets: {label: null}` leaves them unused)."""
-            kinds = {"both": ["boxes", "mask"], "boxes": ["boxes"], "masks": ["mask"]}[self.labels]
+            kinds = {"both": ["boxes", "mask"], "boxes": ["boxes"], "masks": ["mask"], "none": []}[self.labels]
             return [*kinds, *(k for k in DENSE_KINDS if k in self.dense), "label", "labels"]
 
         def class_names(self, kind: str) -> list[str]:
@@ -175,8 +180,9 @@ def height_map(scene: "Scene", instances: np.ndarray, rng: np.random.Generator) 
     mask = scene.mask
     metres = SCENE_METRES / min(mask.shape)
     height = np.zeros(mask.shape, np.float64)
-    canopy = VEGETATION_HEIGHT[0] + np.ptp(VEGETATION_HEIGHT) * _smooth_noise(rng, mask.shape, cells=6)
-    height[mask == VEGETATION] = canopy[mask == VEGETATION]
+    trees = mask == VEGETATION
+    canopy = VEGETATION_HEIGHT[0] + np.ptp(VEGETATION_HEIGHT) * canopy_relief(scene.image, trees & (instances == 0))
+    height[trees] = canopy[trees]
     for y0, x0, y1, x1 in scene.buildings:
         eave = rng.uniform(*EAVE_HEIGHT)
         centres = np.arange(x0, x1) + 0.5
@@ -185,12 +191,47 @@ def height_map(scene: "Scene", instances: np.ndarray, rng: np.random.Generator) 
     return height + np.concatenate([[0.0], OBJECT_HEIGHT[scene.classes]])[instances]
 
 
+def canopy_relief(image: np.ndarray, trees: np.ndarray) -> np.ndarray:
+    """[0, 1] per pixel: the trees' brightness smoothed over a few pixels (a normalized Gaussian
+    blur of the mean channel over `trees` only), scaled to the scene's darkest and brightest tree
+    pixel. Sunlit crowns are high: the canopy's relief is what the image shows, so its depth and
+    normals can be learned from the pixels."""
+    weight = _gaussian_blur(trees.astype(np.float64), 2.5)
+    smooth = _gaussian_blur(image.astype(np.float64).mean(axis=-1) * trees, 2.5) / np.maximum(weight, 1e-6)
+    if not trees.any():
+        return np.zeros(trees.shape)
+    low, high = smooth[trees].min(), smooth[trees].max()
+    return np.clip((smooth - low) / max(high - low, 1e-6), 0, 1)
+
+
+def _gaussian_blur(values: np.ndarray, sigma: float) -> np.ndarray:
+    """`values` [H, W] convolved with a Gaussian of `sigma` pixels (separable, edges reflected)."""
+    radius = int(3 * sigma)
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(values, radius, mode="reflect")
+    rows = np.apply_along_axis(np.convolve, 1, padded, kernel, "valid")
+    return np.apply_along_axis(np.convolve, 0, rows, kernel, "valid")
+
+
 def normals_from_height(height: np.ndarray, metres_per_pixel: float) -> np.ndarray:
     """Unit normals [H, W, 3] (x right, y down, z up) of a height map, by central differences
-    (one-sided at the border)."""
-    dy, dx = np.gradient(np.asarray(height, np.float64), metres_per_pixel)
+    (one-sided at the border); zero vectors (unlabelled) on both sides of a height step of more
+    than STEP_METRES (an eave, a car's side): the camera looks straight down and sees no wall
+    there, and a difference across the step would be a near-horizontal normal of no surface."""
+    height = np.asarray(height, np.float64)
+    dy, dx = np.gradient(height, metres_per_pixel)
     normals = np.stack([-dx, -dy, np.ones_like(dx)], axis=-1)
-    return (normals / np.linalg.norm(normals, axis=-1, keepdims=True)).astype(np.float32)
+    normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
+    step = np.zeros(height.shape, bool)
+    vertical = np.abs(np.diff(height, axis=0)) > STEP_METRES
+    horizontal = np.abs(np.diff(height, axis=1)) > STEP_METRES
+    step[1:] |= vertical
+    step[:-1] |= vertical
+    step[:, 1:] |= horizontal
+    step[:, :-1] |= horizontal
+    normals[step] = 0.0
+    return normals.astype(np.float32)
 
 
 def region_boundaries(regions: np.ndarray) -> np.ndarray:

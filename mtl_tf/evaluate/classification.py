@@ -10,16 +10,27 @@ import numpy as np
 UNKNOWN = -1  # a multi-label entry whose value is not known
 
 
-def ranking_average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
-    """Non-interpolated AP of one label: mean precision at the rank of every positive
-    (scikit-learn's `average_precision_score`, ties broken by order)."""
+def precision_recall(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) of one label at every distinct score, highest first: images scoring
+    the same are counted together, so the order of ties never matters (scikit-learn's
+    `precision_recall_curve`, without its final (0, 1) point)."""
     truth = np.asarray(truth, bool)
-    if not truth.any():
+    scores = np.asarray(scores, np.float64)
+    order = np.argsort(-scores, kind="stable")
+    scores, hits = scores[order], truth[order]
+    last_of_each_score = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
+    true_positives = np.cumsum(hits)[last_of_each_score]
+    precision = true_positives / (last_of_each_score + 1)
+    return true_positives / max(truth.sum(), 1), precision
+
+
+def ranking_average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
+    """Non-interpolated AP of one label: the sum over distinct scores of precision times the gain
+    in recall (scikit-learn's `average_precision_score`; ties counted together)."""
+    if not np.asarray(truth, bool).any():
         return float("nan")
-    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
-    hits = truth[order]
-    precision_at_hits = np.cumsum(hits)[hits] / (np.flatnonzero(hits) + 1)
-    return float(precision_at_hits.mean())
+    recall, precision = precision_recall(truth, scores)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def recall_per_class(truth: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -127,6 +138,15 @@ class MultiLabelEvaluator:
             if y.any():
                 out[name].update(ap=ranking_average_precision(y, s), f1=binary_f1(y, predicted))
         return out
+
+    def curves(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{label: (recall, precision)} over the images where the label is known and has a positive."""
+        if not self._truth:
+            return {}
+        truth, scores = np.stack(self._truth), np.stack(self._scores)
+        known = truth != UNKNOWN
+        return {name: precision_recall(truth[known[:, c], c] == 1, scores[known[:, c], c])
+                for c, name in enumerate(self.class_names) if (truth[known[:, c], c] == 1).any()}
 
     def result(self) -> dict:
         per_label = self.per_label()

@@ -33,9 +33,11 @@ class DenseConfig(TaskConfig):
     head_channels: int = Field(32, ge=4, description="channels of the head's feature pyramid and 3x3 conv")
 
 
-def build_dense_head(features: dict, channels: int, image_size, name: str, output_stride: int, width: int):
+def build_dense_head(features: dict, channels: int, image_size, name: str, output_stride: int, width: int,
+                     output_bias=None):
     """Light FCN: 1x1 projections of C5, C4, C3 summed top-down (bilinear 2x upsampling), a 3x3
-    conv + BN + ReLU at stride 8, a 1x1 conv to `channels`, bilinear to input size / output_stride."""
+    conv + BN + ReLU at stride 8, a 1x1 conv to `channels` (its bias starting at `output_bias`,
+    default 0), bilinear to input size / output_stride."""
     x = None
     for tap in ("C5", "C4", "C3"):
         lateral = keras.layers.Conv2D(width, 1, name=f"{name}_lateral_{tap}")(features[tap])
@@ -44,7 +46,8 @@ def build_dense_head(features: dict, channels: int, image_size, name: str, outpu
             lateral = keras.layers.Add(name=f"{name}_add_{tap}")([x, lateral])
         x = lateral
     x = conv_bn_relu(x, width, 3, name=f"{name}_fuse")
-    x = keras.layers.Conv2D(channels, 1, name=f"{name}_out")(x)
+    bias = "zeros" if output_bias is None else keras.initializers.Constant(list(output_bias))
+    x = keras.layers.Conv2D(channels, 1, bias_initializer=bias, name=f"{name}_out")(x)
     size = [side // output_stride for side in image_size]
     if tuple(size) == tuple(x.shape[1:3]):
         return x
@@ -86,6 +89,7 @@ class DenseTask(Task):
     map_key: ClassVar[str]
     export_kind: ClassVar[str]
     channels: ClassVar[int] = 1
+    output_bias: ClassVar[tuple[float, ...] | None] = None  # the raw output's starting value (a prior)
 
     # -- data side --------------------------------------------------------------------
     def check_example(self, labels, image):
@@ -97,7 +101,7 @@ class DenseTask(Task):
     # -- model side -------------------------------------------------------------------
     def build_head(self, features):
         return build_dense_head(features, self.channels, self.image_size, self.name,
-                                self.config.output_stride, self.config.head_channels)
+                                self.config.output_stride, self.config.head_channels, self.output_bias)
 
     def full(self, raw) -> tf.Tensor:
         """A raw or decoded map upsampled bilinearly to the input size."""

@@ -8,6 +8,7 @@ label.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -101,6 +102,14 @@ class MultilabelTask(PooledHeadTask):
     # -- evaluation and reports -------------------------------------------------------
     def evaluator(self):
         return MultiLabelEvaluator(self.classes, self.config.threshold)
+
+    def write_figures(self, evaluator, folder):
+        from mtl_tf.report.plots import plot_pr_curves
+
+        name = f"{self.name}_pr_curves.png"
+        plot_pr_curves(evaluator.curves(), evaluator.result().get("per_label_ap", {}), Path(folder) / name,
+                       title=f"{self.name}: precision-recall per label")
+        return [name]
 
     def update_evaluator(self, evaluator, batch, predictions):
         labels = batch[self.key("labels")]

@@ -4,14 +4,15 @@ Maps resize by nearest neighbour (a bilinear mix of two normals is not a unit ve
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import tensorflow as tf
+from pydantic import Field
 
 from mtl_tf.data.labels import LabelKey
 from mtl_tf.evaluate.dense import NormalsEvaluator
-from mtl_tf.tasks.dense import DenseTask, blend, masked_mean
+from mtl_tf.tasks.dense import DenseConfig, DenseTask, blend, masked_mean
 
 
 def unit(vectors, epsilon: float = 1e-6) -> tf.Tensor:
@@ -24,15 +25,28 @@ def normals_to_rgb(normals: np.ndarray) -> np.ndarray:
     return np.clip(np.round((np.nan_to_num(np.asarray(normals, np.float64)) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+# The angular loss's cosine stays below 1 - _EDGE, where acos' gradient is finite (0.08 degrees).
+_EDGE = 1e-6
+
+
+class NormalsConfig(DenseConfig):
+    loss: Literal["angular", "cosine"] = Field(
+        "angular", description="angular: the angle in radians (its gradient does not fade as the error "
+        "shrinks, so flat regions end exactly right); cosine: 1 - cos(angle)")
+
+
 class NormalsTask(DenseTask):
-    """Raw output: unnormalized vectors [B, H/s, W/s, 3]; exported and predicted: unit normals.
-    Loss: 1 - cos(angle) averaged over labelled pixels. Metrics: angular errors in degrees."""
+    """Raw output: unnormalized vectors [B, H/s, W/s, 3], starting at (0, 0, 1) (facing the camera,
+    as every visible surface roughly does); exported and predicted: unit normals. Loss: the angle
+    (or 1 - its cosine) averaged over labelled pixels. Metrics: angular errors in degrees."""
 
     type: ClassVar[str] = "normals"
     source_kind: ClassVar[str] = "normals"
     map_key: ClassVar[str] = "normals"
     export_kind: ClassVar[str] = "normals"
+    Config: ClassVar = NormalsConfig
     channels: ClassVar[int] = 3
+    output_bias: ClassVar[tuple[float, ...]] = (0.0, 0.0, 1.0)
     primary_metric: ClassVar[str] = "mean_angle"
     lower_is_better: ClassVar[frozenset] = frozenset({"mean_angle", "median_angle"})
 
@@ -57,7 +71,9 @@ class NormalsTask(DenseTask):
 
     def loss(self, y_true, y_pred, sample_weight):
         cosine = tf.reduce_sum(unit(self.full(y_pred)) * tf.cast(y_true, tf.float32), axis=-1)
-        return masked_mean(1.0 - cosine, sample_weight)
+        if self.config.loss == "cosine":
+            return masked_mean(1.0 - cosine, sample_weight)
+        return masked_mean(tf.acos(tf.clip_by_value(cosine, -1.0 + _EDGE, 1.0 - _EDGE)), sample_weight)
 
     def decode(self, raw):
         return unit(raw)

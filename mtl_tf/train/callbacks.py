@@ -208,10 +208,10 @@ class RunBackup(keras.callbacks.Callback):
     place whole; older snapshots go once it is there (the newest `keep` stay). `restore` (a
     `Snapshot`, see `latest_snapshot`) is loaded at train begin, so a resumed run is exact."""
 
-    def __init__(self, folder, restore=None, engine=None, plateau=None, best=None, keep: int = 2):
+    def __init__(self, folder, restore=None, engine=None, plateau=None, best=None, sampling=None, keep: int = 2):
         super().__init__()
         self.folder, self.restore, self.keep = Path(folder), restore, keep
-        self.engine, self.plateau, self.best = engine, plateau, best
+        self.engine, self.plateau, self.best, self.sampling = engine, plateau, best, sampling
 
     def on_train_begin(self, logs=None):
         if self.restore is None:
@@ -233,6 +233,8 @@ class RunBackup(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         meta = {"epoch": epoch + 1, "best": float(self.best.best) if self.best is not None else None}
+        if self.sampling is not None:
+            meta["sampling"] = self.sampling.state()
         with atomic.replacing(self.folder / f"epoch-{epoch + 1:04d}") as tmp:
             tmp.mkdir()
             self.model.save_weights(tmp / WEIGHTS)
@@ -251,7 +253,7 @@ WEIGHTS, METADATA, ENGINE_STATE = "latest.weights.h5", "training_metadata.json",
 @dataclass
 class Snapshot:
     path: Path
-    metadata: dict  # {"epoch": epochs done, "best": best score so far}
+    metadata: dict  # {"epoch": epochs done, "best": best score so far, "sampling": dynamic sampling state}
 
     @property
     def epoch(self) -> int:

@@ -138,6 +138,9 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
     with strategy.scope():
         engine = compile_for_training(model, recipe, steps * epochs)
     evaluation = TaskEvaluation(tasks, pipeline.evaluation_batches(val_examples, tasks, data.batch_size))
+    sampling = DynamicSampling.for_recipe(recipe, tasks)  # None unless data.mixing.weights: dynamic
+    if sampling is not None and snapshot is not None and "sampling" in snapshot.metadata:
+        sampling.set_state(snapshot.metadata["sampling"])  # before the stream below draws a batch
     best = BestCheckpoint(own / BEST, tasks, train.best.metrics, train.best.references, save_model)
     callbacks = [
         evaluation,  # first: it adds val_<task>_<metric> to the logs the others record
@@ -154,10 +157,9 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
     callbacks += [
         HistoryLog(own / "history.csv", done),
         keras.callbacks.TensorBoard(str(own / "logs"), profile_batch=0),
-        RunBackup(own / BACKUP, snapshot, engine, plateau, best),
+        RunBackup(own / BACKUP, snapshot, engine, plateau, best, sampling),
         *extra_callbacks,
     ]
-    sampling = DynamicSampling.for_recipe(recipe, tasks)  # None unless data.mixing.weights: dynamic
     if sampling is not None:
         callbacks.insert(1, sampling)  # right after TaskEvaluation, whose metrics it reads
     batches = training.batches(train_sources, dynamic=sampling.probabilities if sampling else None)
@@ -230,6 +232,9 @@ def single_task_recipe(recipe: Recipe) -> Recipe:
     name = recipe.train.single_task
     raw = recipe.to_dict()
     raw["tasks"] = {name: raw["tasks"][name]}
+    for split in ("train", "val"):  # kinds bound to the other tasks are left unused
+        for source in raw["data"][split]:
+            source["targets"] = {kind: (task if task == name else None) for kind, task in source.get("targets", {}).items()}
     raw["data"]["mixing"] = None  # one shuffled stream of the examples labelled for the task
     raw["train"]["teachers"] = {}
     for key in ("accumulate", "lr_multipliers"):

@@ -5,10 +5,15 @@ Each task's validation metric (`train.best.metrics`, default its primary) is div
 reference (`train.best.references`) or, without one, by its own best value so far (in the
 metric's direction, as `relative_score`); its shortfall is 1 minus that ratio (0 when at or above
 it). A source's need is the largest shortfall of the tasks it labels; its probability is
-proportional to exp(need / temperature), then kept within [min_share, max_share]. The
-probabilities live in a variable the mixing stream reads (data/mixing.py), so new batches follow
-them a few batches (the prefetch) after the update. This is the thesis' proposal: sample more the
-task that is lowest relative to its expected accuracy.
+proportional to exp(need / temperature), then kept within [min_share, max_share]. This is the
+thesis' proposal: sample more the task that is lowest relative to its expected accuracy.
+
+The probabilities live in a table variable, one row per epoch, that the mixing stream reads
+(data/mixing.py). The shares decided at the end of epoch e fill the rows from epoch e + 2 on: the
+pipeline draws batches ahead of training (its prefetch), so a row written for the very next epoch
+could be read before or after its update depending on timing. One epoch of lag makes every run,
+killed and resumed or not, see the same batches; the table and each task's best so far are part
+of the training snapshot (`state`, `set_state`).
 """
 
 from __future__ import annotations
@@ -39,13 +44,22 @@ class DynamicSampling(keras.callbacks.Callback):
     after TaskEvaluation. Logs each source's share as `sampling_share_<i>`."""
 
     def __init__(self, source_tasks: list[list[str]], tasks: dict, config: DynamicSamplingConfig,
-                 metrics: dict | None = None, references: dict | None = None):
+                 metrics: dict | None = None, references: dict | None = None, epochs: int = 1):
         super().__init__()
         self.source_tasks, self.tasks, self.config = source_tasks, tasks, config
         self.metrics, self.references = metrics or {}, references or {}
         self.best: dict[str, float] = {}
         n = len(source_tasks)
-        self.probabilities = tf.Variable(np.full(n, 1.0 / n), trainable=False, dtype=tf.float64, name="sampling")
+        self.probabilities = tf.Variable(np.full((epochs, n), 1.0 / n), trainable=False, dtype=tf.float64,
+                                         name="sampling")  # row e: the probabilities of epoch e's batches
+
+    def state(self) -> dict:
+        """What a resumed run needs: the table and each task's best value so far."""
+        return {"table": self.probabilities.numpy().tolist(), "best": dict(self.best)}
+
+    def set_state(self, state: dict) -> None:
+        self.probabilities.assign(np.asarray(state["table"], np.float64))
+        self.best = dict(state["best"])
 
     @classmethod
     def for_recipe(cls, recipe, tasks: dict) -> DynamicSampling | None:
@@ -55,7 +69,7 @@ class DynamicSampling(keras.callbacks.Callback):
             return None
         source_tasks = [list(bind_targets(source, tasks).values()) for source in recipe.data.train]
         return cls(source_tasks, tasks, mixing.dynamic or DynamicSamplingConfig(),
-                   recipe.train.best.metrics, recipe.train.best.references)
+                   recipe.train.best.metrics, recipe.train.best.references, recipe.train.epochs)
 
     def shortfalls(self, logs: dict) -> dict[str, float]:
         """{task: 1 - metric / (reference or best so far), at least 0} for the tasks in `logs`."""
@@ -81,5 +95,7 @@ class DynamicSampling(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         shares = self.shares(self.shortfalls(logs))
-        self.probabilities.assign(shares)
+        table = self.probabilities.numpy()
+        table[epoch + 2 :] = shares
+        self.probabilities.assign(table)
         logs.update({f"sampling_share_{i}": float(s) for i, s in enumerate(shares)})

@@ -2,8 +2,9 @@
 
 Variants: single-task detector, single-task segmenter (each on the examples labelled for it),
 plain multitask (Keras' own step, fixed loss weights), multitask with the recipe's engine
-settings (when the recipe has any), and `extra` remedy variants (`--variants`): plain multitask
-with one or several of the named override sets of `REMEDIES` joined by "+" (e.g. `focal+pcgrad`). Writes study.md (a table of every task's best and final validation metric, and the gap
+settings (when the recipe has any), and `extra` variants (`--variants`): plain multitask with one
+or several of the named override sets of `REMEDIES` (issue 17) or `SAMPLING` (task sampling
+ratios, issue 15) joined by "+" (e.g. `focal+pcgrad`, `dynamic`). Writes study.md (a table of every task's best and final validation metric, and the gap
 to its single-task model), study.png (per-task validation curves of all variants on one figure)
 and study.json, beside one run folder per variant.
 
@@ -62,13 +63,30 @@ REMEDIES = {
 }
 
 
+def _sampling(weights):
+    """A task-sampling variant: the recipe's mixing with these `weights` (issue 15's ratios)."""
+    def apply(raw, out):
+        mixing = raw["data"].get("mixing") or {}
+        if mixing.get("mode") not in ("sample", "per_batch_task"):
+            raise ValueError(f"study variant weights={weights}: the recipe's data.mixing.mode must be sample or "
+                             "per_batch_task (sources drawn by weight)")
+        raw["data"]["mixing"] = {**mixing, "weights": weights}
+    return apply
+
+
+# Task-sampling variants (the recipe's own mixing is `multitask_plain`): uniform, by source size,
+# annealed from proportional to uniform, dynamic (train/sampling.py).
+SAMPLING = {w: _sampling(w) for w in ("uniform", "proportional", "annealed", "dynamic")}
+VARIANTS = {**REMEDIES, **SAMPLING}
+
+
 def remedy_recipe(plain: dict, variant: str, out: Path) -> Recipe:
-    """The plain multitask recipe (as data) with the remedies named in `variant` ("a+b")."""
+    """The plain multitask recipe (as data) with the remedies or sampling named in `variant` ("a+b")."""
     raw = json.loads(json.dumps(plain))
     for name in variant.split("+"):
-        if name not in REMEDIES:
-            raise ValueError(f"unknown study variant {name!r}; choose from {sorted(REMEDIES)} (joined by '+')")
-        REMEDIES[name](raw, out)
+        if name not in VARIANTS:
+            raise ValueError(f"unknown study variant {name!r}; choose from {sorted(VARIANTS)} (joined by '+')")
+        VARIANTS[name](raw, out)
     return recipe_from_dict(raw)
 
 
@@ -100,11 +118,11 @@ def run_study(recipe: Recipe, out: Path, budget: str = "run", verbose="auto", ex
     out.mkdir(parents=True, exist_ok=True)
     histories = {}
     variants = study_variants(recipe, budget, extra, out)
-    for name, variant in variants.items():
+    for name, variant in variants.items():  # the single-task runs first
         run = out / name
         if not run_finished(run):
             print(f"== study: {name}")
-            run_fit(variant, run, verbose=verbose)
+            run_fit(single_task_references(variant, histories, recipe), run, verbose=verbose)
         histories[name] = read_history(run / "history.csv")
     results = summarize(histories, recipe)
     (out / "study.json").write_text(json.dumps({"budget": budget, "variants": results}, indent=2))
@@ -115,6 +133,20 @@ def run_study(recipe: Recipe, out: Path, budget: str = "run", verbose="auto", ex
                                      if figures else ""))
     plot_study(histories, variants, out / "study.png")
     return results
+
+
+def single_task_references(variant: Recipe, histories: dict, recipe: Recipe) -> Recipe:
+    """`variant`, and when it samples tasks dynamically, each task's expected accuracy (the
+    reference its shortfall is measured against) set to its single-task model's best value in
+    this study, unless the recipe gives one: the thesis' "furthest below its expected accuracy"."""
+    mixing = variant.data.mixing
+    if mixing is None or mixing.weights != "dynamic" or variant.train.single_task:
+        return variant
+    bests = summarize({n: h for n, h in histories.items() if n.startswith("single_")}, recipe)
+    found = {t: bests[f"single_{t}"][t]["best"] for t in variant.tasks if t in bests.get(f"single_{t}", {})}
+    raw = variant.to_dict()
+    raw["train"]["best"]["references"] = {**found, **raw["train"]["best"]["references"]}
+    return recipe_from_dict(raw)
 
 
 def _metric(recipe: Recipe, task: str) -> tuple[str, bool]:
