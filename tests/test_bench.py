@@ -57,20 +57,33 @@ def test_a_layer_called_twice_counts_twice_and_nested_models_count():
     assert count_macs(keras.Model(outer_in, keras.layers.Dense(2)(inner(outer_in)))) == 2 * 8 * 8 * 3 * 3 + 8 * 8 * 3 * 2
 
 
-@pytest.mark.parametrize("split", [False, True])
-def test_multitask_macs_count_the_shared_trunk_once(split):
-    recipe = load_recipe(TINY_RECIPE, [f"model.split_last_stage={str(split).lower()}"])
-    macs = {name: count_macs(model) for name, model in C.build_models(recipe).items()}
-    heads = {task: macs[task] - macs["trunk"] for task in recipe.tasks}
+@pytest.mark.parametrize("overrides", [
+    [], ["model.split_last_stage=true"], ["model.neck={type: fpn, channels: 16}"],
+    ["model.neck={type: bifpn, channels: 16, repeats: 2}"],
+])
+def test_single_task_contenders_are_the_trunk_plus_one_head(overrides):
+    """Each single-task model is the shared trunk (backbone, neck) + that head, as `fit` would train
+    it alone; the multitask model is the trunk + every head. Heads are counted on the multitask
+    model's own branches (taps -> output), independently of the contenders."""
+    recipe = load_recipe(TINY_RECIPE, overrides)
+    models = C.build_models(recipe)
+    macs = {name: count_macs(model) for name, model in models.items()}
+    branches = models["multitask"].engine_graph.branches
+    heads = {task: count_macs(branches[task]) for task in recipe.tasks}
     assert all(h > 0 for h in heads.values())
-    naive = sum(macs[task] for task in recipe.tasks)
-    if split:
-        # Every task but the first gets its own copy of the last stage.
-        last = count_macs(build_backbone("tiny", (64, 64), width=8).last_stage())
-        assert macs["multitask"] == macs["trunk"] + sum(heads.values()) + last
+    for task in recipe.tasks:
+        assert models[task].neck == models["multitask"].neck and list(models[task].tasks) == [task]
+        assert macs[task] == macs["trunk"] + heads[task], task
+    assert macs["multitask"] == macs["trunk"] + sum(heads.values()) < sum(macs[t] for t in recipe.tasks)
+    # The trunk is the backbone (its last stage when shared) and the neck, nothing else.
+    backbone = build_backbone("tiny", (64, 64), width=8)
+    neck = models["multitask"].engine_graph.neck
+    if recipe.model.split_last_stage:
+        assert macs["trunk"] == count_macs(backbone.lower)
     else:
-        assert macs["multitask"] == macs["trunk"] + sum(heads.values())
-    assert macs["multitask"] < naive
+        last = count_macs(backbone.last_stage())
+        assert macs["trunk"] == count_macs(backbone.lower) + last + (count_macs(neck) if neck else 0)
+    assert (neck is not None) == (recipe.model.neck is not None) and (neck is None or count_macs(neck) > 0)
 
 
 # ---------------------------------------------------------------- statistics and ratios
