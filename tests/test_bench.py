@@ -127,6 +127,35 @@ def test_round_robin_interleaves_contenders_and_drops_the_warmup():
     assert all(t >= 0 for v in times.values() for t in v)
 
 
+def test_round_robin_with_a_seed_shuffles_each_round_reproducibly():
+    def order(seed):
+        calls = []
+        runners = {name: (lambda name=name: calls.append(name)) for name in "ABCDE"}
+        times = round_robin(runners, runs=6, warmup=1, progress=False, seed=seed)
+        assert {k: len(v) for k, v in times.items()} == dict.fromkeys("ABCDE", 6)
+        return ["".join(calls[i:i + 5]) for i in range(0, len(calls), 5)]
+
+    rounds = order(0)
+    assert all(sorted(r) == list("ABCDE") for r in rounds)  # every runner once per round
+    assert len(set(rounds)) > 1  # not one fixed order
+    assert order(0) == rounds and order(1) != rounds
+
+
+def test_additive_ideal_weights_trunk_and_heads_by_their_measured_time():
+    from mtl_tf.bench.report import additive_ideal, head_cost_table
+
+    rows = {"trunk": {"p50_ms": 10.0}, "a": {"p50_ms": 12.0}, "b": {"p50_ms": 16.0}, "naive": {"p50_ms": 28.0},
+            "multitask": {"p50_ms": 20.0}}
+    # Heads take 2 and 6 ms: the multitask model would take 10 + 2 + 6 = 18 ms, the naive set 28.
+    assert additive_ideal(rows, ["a", "b"]) == pytest.approx(28 / 18)
+    results = {"contenders": {"trunk": {"macs": 5e9}, "a": {"macs": 6e9}, "b": {"macs": 5.5e9},
+                              "naive": {"members": ["a", "b"]}},
+               "runtimes": {"tflite_fp32": rows}}
+    [row] = [line for line in head_cost_table(results) if line.startswith("| tflite_fp32")]
+    # trunk 10 ms / 5 GMACs; head a 2 ms / 1 GMAC; head b 6 ms / 0.5 GMAC.
+    assert row == "| tflite_fp32 | 10.00 (2.0) | 2.00 (2.0) | 6.00 (12.0) |"
+
+
 # ---------------------------------------------------------------- end to end
 
 
