@@ -57,20 +57,33 @@ def test_a_layer_called_twice_counts_twice_and_nested_models_count():
     assert count_macs(keras.Model(outer_in, keras.layers.Dense(2)(inner(outer_in)))) == 2 * 8 * 8 * 3 * 3 + 8 * 8 * 3 * 2
 
 
-@pytest.mark.parametrize("split", [False, True])
-def test_multitask_macs_count_the_shared_trunk_once(split):
-    recipe = load_recipe(TINY_RECIPE, [f"model.split_last_stage={str(split).lower()}"])
-    macs = {name: count_macs(model) for name, model in C.build_models(recipe).items()}
-    heads = {task: macs[task] - macs["trunk"] for task in recipe.tasks}
+@pytest.mark.parametrize("overrides", [
+    [], ["model.split_last_stage=true"], ["model.neck={type: fpn, channels: 16}"],
+    ["model.neck={type: bifpn, channels: 16, repeats: 2}"],
+])
+def test_single_task_contenders_are_the_trunk_plus_one_head(overrides):
+    """Each single-task model is the shared trunk (backbone, neck) + that head, as `fit` would train
+    it alone; the multitask model is the trunk + every head. Heads are counted on the multitask
+    model's own branches (taps -> output), independently of the contenders."""
+    recipe = load_recipe(TINY_RECIPE, overrides)
+    models = C.build_models(recipe)
+    macs = {name: count_macs(model) for name, model in models.items()}
+    branches = models["multitask"].engine_graph.branches
+    heads = {task: count_macs(branches[task]) for task in recipe.tasks}
     assert all(h > 0 for h in heads.values())
-    naive = sum(macs[task] for task in recipe.tasks)
-    if split:
-        # Every task but the first gets its own copy of the last stage.
-        last = count_macs(build_backbone("tiny", (64, 64), width=8).last_stage())
-        assert macs["multitask"] == macs["trunk"] + sum(heads.values()) + last
+    for task in recipe.tasks:
+        assert models[task].neck == models["multitask"].neck and list(models[task].tasks) == [task]
+        assert macs[task] == macs["trunk"] + heads[task], task
+    assert macs["multitask"] == macs["trunk"] + sum(heads.values()) < sum(macs[t] for t in recipe.tasks)
+    # The trunk is the backbone (its last stage when shared) and the neck, nothing else.
+    backbone = build_backbone("tiny", (64, 64), width=8)
+    neck = models["multitask"].engine_graph.neck
+    if recipe.model.split_last_stage:
+        assert macs["trunk"] == count_macs(backbone.lower)
     else:
-        assert macs["multitask"] == macs["trunk"] + sum(heads.values())
-    assert macs["multitask"] < naive
+        last = count_macs(backbone.last_stage())
+        assert macs["trunk"] == count_macs(backbone.lower) + last + (count_macs(neck) if neck else 0)
+    assert (neck is not None) == (recipe.model.neck is not None) and (neck is None or count_macs(neck) > 0)
 
 
 # ---------------------------------------------------------------- statistics and ratios
@@ -112,6 +125,35 @@ def test_round_robin_interleaves_contenders_and_drops_the_warmup():
     assert calls == list("ABC") * 6
     assert {k: len(v) for k, v in times.items()} == {"A": 4, "B": 4, "C": 4}
     assert all(t >= 0 for v in times.values() for t in v)
+
+
+def test_round_robin_with_a_seed_shuffles_each_round_reproducibly():
+    def order(seed):
+        calls = []
+        runners = {name: (lambda name=name: calls.append(name)) for name in "ABCDE"}
+        times = round_robin(runners, runs=6, warmup=1, progress=False, seed=seed)
+        assert {k: len(v) for k, v in times.items()} == dict.fromkeys("ABCDE", 6)
+        return ["".join(calls[i:i + 5]) for i in range(0, len(calls), 5)]
+
+    rounds = order(0)
+    assert all(sorted(r) == list("ABCDE") for r in rounds)  # every runner once per round
+    assert len(set(rounds)) > 1  # not one fixed order
+    assert order(0) == rounds and order(1) != rounds
+
+
+def test_additive_ideal_weights_trunk_and_heads_by_their_measured_time():
+    from mtl_tf.bench.report import additive_ideal, head_cost_table
+
+    rows = {"trunk": {"p50_ms": 10.0}, "a": {"p50_ms": 12.0}, "b": {"p50_ms": 16.0}, "naive": {"p50_ms": 28.0},
+            "multitask": {"p50_ms": 20.0}}
+    # Heads take 2 and 6 ms: the multitask model would take 10 + 2 + 6 = 18 ms, the naive set 28.
+    assert additive_ideal(rows, ["a", "b"]) == pytest.approx(28 / 18)
+    results = {"contenders": {"trunk": {"macs": 5e9}, "a": {"macs": 6e9}, "b": {"macs": 5.5e9},
+                              "naive": {"members": ["a", "b"]}},
+               "runtimes": {"tflite_fp32": rows}}
+    [row] = [line for line in head_cost_table(results) if line.startswith("| tflite_fp32")]
+    # trunk 10 ms / 5 GMACs; head a 2 ms / 1 GMAC; head b 6 ms / 0.5 GMAC.
+    assert row == "| tflite_fp32 | 10.00 (2.0) | 2.00 (2.0) | 6.00 (12.0) |"
 
 
 # ---------------------------------------------------------------- end to end

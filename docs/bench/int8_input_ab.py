@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from mtl_tf.bench.contenders import TRUNK, build_models, calibration_images
 from mtl_tf.bench.timing import percentiles, round_robin, tflite_runner
-from mtl_tf.config import load_recipe
+from mtl_tf.recipe import load_recipe
 from mtl_tf.export.tflite import convert_tflite, export_saved_model, tflite_ops
 
 

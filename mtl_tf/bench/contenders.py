@@ -1,7 +1,8 @@
 """The contenders built from a recipe, and their artifacts cached in the bench folder.
 
-Contenders: `trunk` (the backbone alone, image -> C3, C4, C5), one single-task model per task
-(same backbone + that task's head), and `multitask` (the recipe's model). The naive set is not a
+Contenders: `trunk` (the shared part: backbone and neck, image -> C3, C4, C5), one single-task
+model per task (what `fit` trains for that task alone: same backbone and neck + that task's head),
+and `multitask` (the recipe's model). The naive set is not a
 model: it runs the single-task models one after the other. Weights are the recipe's backbone
 weights (random init for `weights: null`) and untrained heads: enough for speed, memory and size.
 
@@ -47,30 +48,31 @@ def members(recipe: Recipe, name: str) -> list[str]:
 
 
 def build_models(recipe: Recipe) -> dict:
-    """Keras models of the trunk, each single-task model and the multitask model."""
+    """Keras models of the trunk, each single-task model and the multitask model.
+
+    A single-task model is what `fit` builds for that task alone (`train.single_task`): the
+    recipe's backbone, neck, ... and one head. The trunk is the multitask model's shared part
+    (image -> the taps every head reads: backbone and neck; with `split_last_stage`, without the
+    last stage each task copies), so MACs(multitask) = MACs(trunk) + the heads' MACs."""
     import keras
 
-    from mtl_tf.model.backbones import build_backbone
-    from mtl_tf.model.layers import image_input
-    from mtl_tf.model.multitask import MultitaskModel
-    from mtl_tf.train.fit import build_model
+    from mtl_tf.train.fit import build_model, single_task_recipe
 
     keras.utils.set_random_seed(recipe.train.seed)
-    size = tuple(recipe.data.image_size)
-    backbone = recipe.model.backbone.model_dump()
-    trunk = build_backbone(image_size=size, **backbone)
-    image = image_input(size)
-    taps = trunk.lower(image)
-    models = {TRUNK: keras.Model(image, {**taps, "C5": trunk.last_stage()(taps["C4"])}, name=TRUNK)}
-    for task, config in recipe.tasks.items():
-        models[task] = MultitaskModel(backbone, {task: config}, size, recipe.model.split_last_stage, name=task)
-    models[MULTITASK] = build_model(recipe)
+    multitask = build_model(recipe, name=MULTITASK)
+    graph = multitask.engine_graph
+    taps = dict(zip(graph.tap_names, graph.trunk_model.outputs))
+    models = {TRUNK: keras.Model(graph.trunk_model.inputs, taps, name=TRUNK)}
+    for task in recipe.tasks:
+        models[task] = build_model(single_task_recipe(recipe, task), name=task)
+    models[MULTITASK] = multitask
     return models
 
 
 # Bumped whenever the conversion changes, so cached artifacts of an older conversion are not timed.
-ARTIFACT_FORMAT = 6  # 2: fixed batch-1 signature; 3: float model input; 4: int8 input CAST + QUANTIZE; 5: float L2 norm;
-# 6: multitask and single-task models through export's serving graph (per-kind outputs)
+ARTIFACT_FORMAT = 7  # 2: fixed batch-1 signature; 3: float model input; 4: int8 input CAST + QUANTIZE; 5: float L2 norm;
+# 6: multitask and single-task models through export's serving graph (per-kind outputs);
+# 7: single-task models and the trunk carry the recipe's neck
 
 
 def artifact_folder(recipe: Recipe, out: Path, calibration: int) -> Path:

@@ -62,7 +62,11 @@ def run_bench(
     runners = {
         (rt, name): sequence([single[rt, m] for m in C.members(recipe, name)]) for rt in runtimes for name in names
     }
-    samples = round_robin(runners, runs, warmup)
+    # Each round in its own order: in a fixed one, every contender always ran right after the same
+    # one (the multitask model after the naive set's six interpreters, the trunk after another
+    # runtime's models), and whatever that predecessor leaves behind (spinning worker threads,
+    # caches) became a bias of that contender instead of noise shared by all.
+    samples = round_robin(runners, runs, warmup, seed=0)
 
     log("peak RSS, one fresh process per model (two at a time: peak RSS does not depend on CPU load)")
     rss = _measure_rss(recipe, folder, runtimes, threads, memory_runs)
@@ -129,6 +133,7 @@ def _meta(recipe: Recipe, threads: int, runs: int, warmup: int, calibration: int
     return {
         "recipe": recipe.name,
         "backbone": recipe.model.backbone.name,
+        "neck": recipe.model.neck.model_dump() if recipe.model.neck else None,
         "image_size": list(recipe.data.image_size),
         "machine": machine(),
         "keras_device": f"GPU ({gpus[0].name})" if gpus else "CPU",

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mtl_tf.bench.contenders import MULTITASK, NAIVE  # noqa: E402
+from mtl_tf.bench.contenders import MULTITASK, NAIVE, TRUNK  # noqa: E402
 
 MB = 1e6
 
@@ -21,9 +21,21 @@ def safe_ratio(numerator, denominator) -> float | None:
     return numerator / denominator
 
 
+def additive_ideal(rows: dict, tasks: list[str]) -> float | None:
+    """naive / multitask if the multitask model took the measured trunk time plus each head's
+    measured extra time (single-task p50 - trunk p50): the FLOP-ideal ratio with each part
+    weighted by its measured time instead of its MACs. Measured latency below it means the
+    multitask graph costs more than its parts; the FLOP-ideal below it means the heads take more
+    time per MAC than the trunk (or less)."""
+    if TRUNK not in rows or any(t not in rows for t in tasks):
+        return None
+    trunk, singles = rows[TRUNK]["p50_ms"], [rows[t]["p50_ms"] for t in tasks]
+    return safe_ratio(sum(singles), trunk + sum(s - trunk for s in singles))
+
+
 def add_ratios(results: dict) -> dict:
-    """Add `ratios` (naive / multitask per runtime, beside the FLOP-ideal ratio) and
-    `int8_vs_fp32` (per contender) to `results`, computed from the measured medians."""
+    """Add `ratios` (naive / multitask per runtime, beside the FLOP-ideal and additive ideal
+    ratios) and `int8_vs_fp32` (per contender) to `results`, computed from the measured medians."""
     contenders = results["contenders"]
     ideal = safe_ratio(contenders[NAIVE]["macs"], contenders[MULTITASK]["macs"])
     ratios = {}
@@ -42,7 +54,9 @@ def add_ratios(results: dict) -> dict:
             "size": safe_ratio(naive.get("size_mb"), multi.get("size_mb")),
             "flop_ideal": ideal,
             "latency_vs_ideal": safe_ratio(latency, ideal),
+            "additive_ideal": additive_ideal(rows, contenders[NAIVE].get("members", [])),
         }
+        ratios[runtime]["latency_vs_additive"] = safe_ratio(latency, ratios[runtime]["additive_ideal"])
     results["ratios"] = ratios
     fp32, int8 = results["runtimes"].get("tflite_fp32"), results["runtimes"].get("tflite_int8")
     if fp32 and int8:
@@ -56,6 +70,31 @@ def add_ratios(results: dict) -> dict:
     return results
 
 
+def head_cost_table(results: dict) -> list[str]:
+    """Markdown lines: per runtime, the trunk's and each head's measured time against its MACs
+    (ms per GMAC; heads: single-task p50 - trunk p50), which says whose time the MACs understate."""
+    contenders = results["contenders"]
+    if TRUNK not in contenders:
+        return []
+    tasks = contenders[NAIVE]["members"]
+    trunk_macs = contenders[TRUNK]["macs"]
+    lines = ["", "### Time per MAC: trunk and heads", "",
+             "| runtime | trunk ms (ms/GMAC) | " + " | ".join(f"{t} head ms (ms/GMAC)" for t in tasks) + " |",
+             "|---|" + "---:|" * (len(tasks) + 1)]
+    for runtime, rows in results["runtimes"].items():
+        trunk_ms = rows[TRUNK]["p50_ms"]
+        cells = [f"{trunk_ms:.2f} ({_fmt(safe_ratio(trunk_ms, trunk_macs / 1e9), 1)})"]
+        for t in tasks:
+            extra, macs = rows[t]["p50_ms"] - trunk_ms, contenders[t]["macs"] - trunk_macs
+            cells.append(f"{extra:.2f} ({_fmt(safe_ratio(extra, macs / 1e9), 1)})")
+        lines.append(f"| {runtime} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _neck(neck: dict | None) -> str:
+    return f" + {neck['type']} neck ({neck['channels']} channels, {neck.get('repeats', 1)} repeats)" if neck else ""
+
+
 def _fmt(value, digits: int = 1, suffix: str = "") -> str:
     return "-" if value is None else f"{value:.{digits}f}{suffix}"
 
@@ -64,12 +103,13 @@ def markdown(results: dict) -> str:
     """The report: one row per (runtime, contender), then the ratio tables."""
     meta, contenders = results["meta"], results["contenders"]
     lines = [
-        f"## mtl-tf bench: {meta['recipe']} ({meta['backbone']}, {meta['image_size'][0]}x{meta['image_size'][1]})",
+        f"## mtl-tf bench: {meta['recipe']} ({meta['backbone']}{_neck(meta.get('neck'))}, "
+        f"{meta['image_size'][0]}x{meta['image_size'][1]})",
         "",
         f"Machine: {meta['machine']}. Threads: {meta['threads']} (Keras: intra-op, one op at a time; "
         f"LiteRT: num_threads, XNNPACK). Latency: {meta['runs']} runs after {meta['warmup']} warm-up rounds, "
-        "timed round-robin in one process, batch 1. Peak RSS: a fresh process per model (the naive set: "
-        f"one process holding all its models). {meta['weights_note']}",
+        "timed round-robin in one process (each round in a random order), batch 1. Peak RSS: a fresh "
+        f"process per model (the naive set: one process holding all its models). {meta['weights_note']}",
         "",
         "| runtime | contender | p50 ms | p90 ms | peak RSS MB | size MB | params M | GMACs |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
@@ -100,15 +140,21 @@ def markdown(results: dict) -> str:
         "",
         "### naive / multitask",
         "",
-        "| runtime | latency (p50) | peak RSS | RSS above baseline | size | FLOP-ideal | latency / ideal |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| runtime | latency (p50) | peak RSS | RSS above baseline | size | FLOP-ideal | latency / ideal "
+        "| additive ideal | latency / additive |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for runtime, r in results["ratios"].items():
         lines.append(
             f"| {runtime} | {_fmt(r['latency'], 2, 'x')} | {_fmt(r['memory'], 2, 'x')} | "
             f"{_fmt(r['memory_above_baseline'], 2, 'x')} | {_fmt(r['size'], 2, 'x')} | "
-            f"{_fmt(r['flop_ideal'], 2, 'x')} | {_fmt(r['latency_vs_ideal'], 2)} |"
+            f"{_fmt(r['flop_ideal'], 2, 'x')} | {_fmt(r['latency_vs_ideal'], 2)} | "
+            f"{_fmt(r.get('additive_ideal'), 2, 'x')} | {_fmt(r.get('latency_vs_additive'), 2)} |"
         )
+    lines += ["", "Additive ideal: naive / multitask if the multitask model took the trunk's measured time plus "
+              "each head's measured extra time (single-task p50 - trunk p50), i.e. the FLOP-ideal with each part "
+              "weighted by its time instead of its MACs."]
+    lines += head_cost_table(results)
     if "int8_vs_fp32" in results:
         lines += ["", "### TFLite int8 vs fp32", "", "| contender | speedup (fp32 p50 / int8 p50) | size (int8 / fp32) |",
                   "|---|---:|---:|"]

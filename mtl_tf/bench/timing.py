@@ -22,14 +22,19 @@ def percentiles(samples_ms, qs=(10, 50, 90)) -> dict:
     return {f"p{q}": float(v) for q, v in zip(qs, values)}
 
 
-def round_robin(runners: dict[str, Callable[[], object]], runs: int, warmup: int = 5, progress: bool = True) -> dict:
-    """Time every runner once per round, `warmup` untimed rounds then `runs` timed ones.
+def round_robin(
+    runners: dict[str, Callable[[], object]], runs: int, warmup: int = 5, progress: bool = True, seed: int | None = None
+) -> dict:
+    """Time every runner once per round, `warmup` untimed rounds then `runs` timed ones; with
+    `seed`, each round in its own random order (so no runner always follows the same one).
 
     Returns {key: [milliseconds per run]}.
     """
     times = {key: [] for key in runners}
+    keys, rng = list(runners), np.random.default_rng(seed)
     for round_index in tqdm(range(warmup + runs), desc="timing (round-robin)", unit="round", disable=not progress):
-        for key, run in runners.items():
+        for i in range(len(keys)) if seed is None else rng.permutation(len(keys)):
+            key, run = keys[i], runners[keys[i]]
             started = time.perf_counter_ns()
             run()
             elapsed = (time.perf_counter_ns() - started) / 1e6

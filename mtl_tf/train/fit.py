@@ -66,7 +66,8 @@ def run_finished(run: Path) -> bool:
     return (run / "model.keras").exists() and (run / "metrics.json").exists() and not (run / BACKUP).exists()
 
 
-def build_model(recipe: Recipe) -> MultitaskModel:
+def build_model(recipe: Recipe, name: str | None = None) -> MultitaskModel:
+    """The recipe's model, untrained (default name: `<recipe name>_model`)."""
     return MultitaskModel(
         backbone=recipe.model.backbone.model_dump(),
         tasks=recipe.tasks,
@@ -74,7 +75,7 @@ def build_model(recipe: Recipe) -> MultitaskModel:
         split_last_stage=recipe.model.split_last_stage,
         recompute=recipe.model.recompute,
         neck=recipe.model.neck.model_dump() if recipe.model.neck else None,
-        name=f"{recipe.name}_model",
+        name=name or f"{recipe.name}_model",
     )
 
 
@@ -227,14 +228,16 @@ def build_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def single_task_recipe(recipe: Recipe) -> Recipe:
-    """The recipe with only its `train.single_task` task (engine keys of the others dropped)."""
-    name = recipe.train.single_task
+def single_task_recipe(recipe: Recipe, task: str | None = None) -> Recipe:
+    """The recipe with only `task` (default: its `train.single_task`), engine keys of the others
+    dropped; everything else (backbone, neck, ...) as it is."""
+    name = task or recipe.train.single_task
     raw = recipe.to_dict()
     raw["tasks"] = {name: raw["tasks"][name]}
+    raw["train"]["single_task"] = name
     for split in ("train", "val"):  # kinds bound to the other tasks are left unused
         for source in raw["data"][split]:
-            source["targets"] = {kind: (task if task == name else None) for kind, task in source.get("targets", {}).items()}
+            source["targets"] = {kind: (bound if bound == name else None) for kind, bound in source.get("targets", {}).items()}
     raw["data"]["mixing"] = None  # one shuffled stream of the examples labelled for the task
     raw["train"]["teachers"] = {}
     for key in ("accumulate", "lr_multipliers"):
