@@ -82,11 +82,11 @@ def test_task_count_table_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_sequential_head_backward_peaks_no_higher_than_joint():
-    """Four heads on a 128x128 batch of 8: one head's activations at a time cannot take more
-    memory than the executor's free order."""
+    """UberNet's six tasks at 128x128, batch 16 (about 2 minutes): one head's activations at a
+    time peak lower than the executor's free order (measured: 103-106 vs 115 MB)."""
     from mtl_tf.train.task_memory import task_count_memory
 
-    recipe = load_recipe(UBERNET, ["data.batch_size=8", "model.backbone.width=8", "data.train.0.num_images=8"])
-    results = task_count_memory(recipe, [4], 2, ["joint", "sequential"])["settings"]
-    joint, sequential = (results[s]["by_count"]["4"]["train_mb"] for s in ("joint", "sequential"))
-    assert sequential <= joint * 1.01, (sequential, joint)
+    recipe = load_recipe(UBERNET, ["data.train.0.num_images=16"])
+    results = task_count_memory(recipe, [6], 2, ["joint", "sequential"])["settings"]
+    joint, sequential = (results[s]["by_count"]["6"]["train_mb"] for s in ("joint", "sequential"))
+    assert sequential <= joint, (sequential, joint)
