@@ -378,14 +378,52 @@ def study(recipe, out, epochs, steps_per_epoch, budget, variants, overrides):
     click.echo(f"study folder: {folder} (study.md, study.png, one run folder per variant)")
 
 
+def _task_counts(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"a comma-separated list of task counts, e.g. 2,4,6. Received: {value!r}") from None
+
+
+def _bench_task_counts(config, counts, settings, steps, device, json_path, plot_path):
+    from mtl_tf.train.task_memory import SETTINGS, markdown, plot, task_count_memory
+
+    chosen = [s.strip() for s in (settings or ",".join(SETTINGS)).split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SETTINGS]
+    if unknown or not chosen:
+        raise click.BadParameter(f"choose from {','.join(SETTINGS)}. Received: {settings!r}", param_hint="--settings")
+    try:
+        results = task_count_memory(config, counts, steps, chosen)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    results["device"] = device
+    click.echo(f"device: {device}; tasks in order: {', '.join(results['tasks'])}; training memory = allocator "
+               f"peak over {steps} steps after a first one, step time = median, one fresh process per cell")
+    click.echo(markdown(results))
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=2))
+    if plot_path:
+        plot(results, plot_path)
+        click.echo(f"plot: {plot_path}")
+
+
 @main.command("bench-engine")
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--rounds", type=click.IntRange(min=1), default=7, show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True, help="Steps per round and per memory probe.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any recipe key (repeatable).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers to this file.")
-def bench_engine(recipe, rounds, steps, overrides, json_path):
-    """Training-step overhead of the engine vs plain fit, and the recompute memory saving."""
+@click.option("--task-counts", callback=_task_counts, metavar="N,N,...",
+              help="Instead: training memory of the recipe's first N tasks for each N (e.g. 2,4,6), plain step "
+                   "vs engine joint / sequential head backward, with and without recompute lower.")
+@click.option("--settings", "settings", metavar="S,S,...", help="--task-counts: only these settings (default: "
+              "plain,joint,sequential,joint+lower,sequential+lower).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="--task-counts: also plot it (PNG).")
+def bench_engine(recipe, rounds, steps, overrides, json_path, task_counts, settings, plot_path):
+    """Training-step overhead of the engine vs plain fit, and the recompute memory saving
+    (or, with --task-counts, training memory against the number of tasks)."""
     from mtl_tf.recipe import load_recipe
 
     config = load_recipe(recipe, list(overrides))
@@ -395,6 +433,11 @@ def bench_engine(recipe, rounds, steps, overrides, json_path):
 
     gpus = tf.config.list_physical_devices("GPU")
     device = f"GPU ({len(gpus)})" if gpus else f"CPU ({__import__('os').cpu_count()} cores)"
+    if task_counts:
+        _bench_task_counts(config, task_counts, settings, max(steps, 3), device, json_path, plot_path)
+        return
+    if plot_path or settings:
+        raise click.UsageError("--plot and --settings are for --task-counts")
     overhead = step_overhead(config, rounds, steps)
     memory = recompute_memory(config, max(steps, 3))
     click.echo(format_report(overhead, memory, device))

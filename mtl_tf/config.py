@@ -370,6 +370,11 @@ class TrainConfig(Strict):
         "instead of summing them (train/surgery.py); one trunk backward pass per task"
     )
     cagrad_c: float = Field(0.5, ge=0, description="CAGrad's radius c")
+    head_backward: Literal["joint", "sequential"] = Field(
+        "joint", description="joint: the heads' forward and backward passes may run concurrently (the executor's "
+        "choice); sequential: head i+1's forward pass starts only after head i's backward pass is done, so at "
+        "most one head's activations are alive besides the trunk's (UberNet); same numbers either way"
+    )
     diagnostics_every: int | None = Field(
         None, ge=1, description="every N batches record per-task loss, trunk gradient norm and cosine, effective "
         "LR, BatchNorm drift, subset shift, background share (train/diagnostics.py): diagnostics.json/.png"
@@ -395,7 +400,8 @@ class TrainConfig(Strict):
     def engine_enabled(self) -> bool:
         """Whether the custom multitask step is needed (plain Keras `fit` otherwise)."""
         return bool(self.accumulate or self.lr_multipliers or self.plateau or self.balance.method != "fixed"
-                    or self.trunk_weighting != "examples" or self.gradient_surgery != "none")
+                    or self.trunk_weighting != "examples" or self.gradient_surgery != "none"
+                    or self.head_backward != "joint")
 
 
 class ExportConfig(Strict):

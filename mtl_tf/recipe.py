@@ -82,6 +82,32 @@ def recipe_from_dict(raw: dict, origin: str = "<recipe>") -> Recipe:
     return recipe
 
 
+def restrict_tasks(recipe: Recipe, names: typing.Sequence[str]) -> Recipe:
+    """The recipe with only the tasks `names` (in the recipe's order): sources bind the label
+    kinds of dropped tasks to nothing (`targets: {kind: null}`), and per-task keys of the dropped
+    tasks go (accumulate, lr_multipliers, teachers, best, plateau, export.max_drop, single_task)."""
+    unknown = [n for n in names if n not in recipe.tasks]
+    if unknown or not names:
+        raise RecipeError(f"cannot keep tasks {list(names)}: the recipe's tasks are {', '.join(recipe.tasks)}")
+    raw, keep = recipe.to_dict(), set(names)
+    dropped = set(recipe.tasks) - keep
+    raw["tasks"] = {n: t for n, t in raw["tasks"].items() if n in keep}
+    for split in SPLITS:
+        for section, source in zip(raw["data"][split], getattr(recipe.data, split)):
+            bound = bind_targets(source, {n: TASKS[t.type] for n, t in recipe.tasks.items()})
+            section["targets"] = {**section.get("targets", {}),
+                                  **{kind: None for kind, task in bound.items() if task in dropped}}
+    train = raw["train"]
+    per_task = [train, train, train, train["best"], train["best"], train["plateau"] or {}, raw["export"]]
+    for parent, key in zip(per_task, ["accumulate", "lr_multipliers", "teachers", "metrics", "references",
+                                      "metrics", "max_drop"]):
+        if key in parent:
+            parent[key] = {k: v for k, v in parent[key].items() if k not in dropped}
+    if train.get("single_task") in dropped:
+        train["single_task"] = None
+    return recipe_from_dict(raw, origin=f"{recipe.name} restricted to {', '.join(names)}")
+
+
 def _validate_section(config_cls, section, where: str, problems: list[str]):
     try:
         return config_cls.model_validate(section)

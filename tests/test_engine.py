@@ -193,3 +193,19 @@ def test_recompute_gives_the_same_gradients():
 
     for a, b in zip(grads(plain), grads(remat)):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_sequential_head_backward_changes_no_number():
+    """head_backward sequential only orders the heads' branches: after two steps on partly
+    labelled batches (a branch skipped), weights and engine state equal the joint step's."""
+    labelled = {"detection": [1, 1, 0, 1, 0, 1, 1, 1], "segmentation": [1, 0, 1, 1, 0, 0, 1, 1]}
+    results = {}
+    for setting in ("joint", "sequential"):
+        model = tiny()
+        engine = attach_engine(model, 4, head_backward=setting, balance={"method": "uncertainty"})
+        assert engine.sequential == (setting == "sequential")
+        model.fit(batches(model, 8, 4, labelled), epochs=1, verbose=0, shuffle=False)
+        results[setting] = weights_of(model.trainable_variables) + engine.state()
+    assert _changed(weights_of(tiny().trainable_variables), model.trainable_variables)
+    for a, b in zip(*results.values()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

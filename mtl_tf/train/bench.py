@@ -6,16 +6,18 @@
 - Recompute: one fresh process per setting (none, then each `model.recompute` choice) runs the
   same engine training steps; the training memory is TensorFlow's allocator peak over those steps
   (`tf.config.experimental.get_memory_info`, GPU:0 when there is one, else CPU:0: activations,
-  gradients, weights and optimizer state), reset after a first step that builds the graph (not timed); the
-  process's peak RSS is reported beside it; step times are medians within each process. The probe
-  processes run TensorFlow's BFC allocator on the CPU (TF_CPU_ALLOCATOR_USE_BFC=true), the one
-  that keeps statistics, whatever the CPU; a probe that cannot measure fails (MeasurementError).
+  gradients, weights and optimizer state), reset after a first step that builds the graph (not timed),
+  with what is held between steps (`resident_mb`: weights, optimizer and engine state, the batch) and
+  the step's own share above it (`step_peak_mb`: activations and gradients); the process's peak
+  RSS is reported beside it; step times are medians within each process. The probe processes
+  run TensorFlow's BFC allocator on the CPU (TF_CPU_ALLOCATOR_USE_BFC=true), the one that keeps
+  statistics, whatever the CPU; a probe that cannot measure fails (MeasurementError).
+- `--task-counts`: the same probe against the number of tasks (train/task_memory.py).
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import sys
 import time
@@ -24,7 +26,7 @@ import keras
 import tensorflow as tf
 from tqdm import tqdm
 
-from mtl_tf.bench.memory import MeasurementError, run_child
+from mtl_tf.bench.memory import MeasurementError, own_peak_rss, run_child
 from mtl_tf.config import Recipe
 from mtl_tf.recipe import recipe_from_dict
 from mtl_tf.data import pipeline
@@ -76,10 +78,10 @@ def step_overhead(recipe: Recipe, rounds: int, steps: int, warmup: int = 3) -> d
             "ratio": med["engine"] / med["plain"], "rounds": rounds, "steps_per_round": steps}
 
 
-def memory_probe(recipe: Recipe, steps: int) -> dict:
-    """Train `steps` engine steps in this process (recompute runs in the engine's step);
-    training memory and median step time."""
-    _, step = _trainer(recipe, engine=True)
+def memory_probe(recipe: Recipe, steps: int, engine: bool = True) -> dict:
+    """Train `steps` engine steps (Keras' own steps with `engine=False`) in this process
+    (recompute runs in the engine's step); training memory and median step time."""
+    _, step = _trainer(recipe, engine=engine)
     device = "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
     _time(step, 1)  # builds the graph
     try:
@@ -87,14 +89,16 @@ def memory_probe(recipe: Recipe, steps: int) -> dict:
     except ValueError as err:
         raise MeasurementError(f"TensorFlow keeps no allocator statistics on {device} ({err}); on a CPU, "
                                f"{BFC_ENV}=true must be set before TensorFlow is imported") from None
+    # Held between steps (weights, optimizer and engine state, the batch): the peak's floor.
+    resident = tf.config.experimental.get_memory_info(device)["current"]
     times = [_time(step, 1) for _ in range(steps)]
     peak = tf.config.experimental.get_memory_info(device)["peak"]
     if peak <= 0:
         raise MeasurementError(f"the {device} allocator reported a peak of {peak} bytes over {steps} training "
                                f"steps: it does not track allocations here (on a CPU, set {BFC_ENV}=true before "
                                "TensorFlow is imported)")
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    return {"train_mb": peak / 2**20, "rss_peak_mb": rss / 2**20, "device": device,
+    return {"train_mb": peak / 2**20, "resident_mb": resident / 2**20, "step_peak_mb": (peak - resident) / 2**20,
+            "rss_peak_mb": own_peak_rss() / 2**20, "device": device,
             "step_ms": 1000 * statistics.median(times)}
 
 
@@ -104,6 +108,12 @@ def memory_probe(recipe: Recipe, steps: int) -> dict:
 BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
 
 
+def probe_in_child(raw: dict, steps: int, what: str, engine: bool = True) -> dict:
+    """`memory_probe` of the recipe `raw` (plain data) in a fresh process."""
+    return run_child(["mtl_tf.train.bench", json.dumps(raw), str(steps), "engine" if engine else "plain"],
+                     f"training-memory probe ({what})", env={BFC_ENV: "true"})
+
+
 def recompute_memory(recipe: Recipe, steps: int, choices=((), ("lower",), ("lower", "last_stage"))) -> dict:
     """{setting: memory_probe result}, each in a fresh process."""
     results = {}
@@ -111,8 +121,7 @@ def recompute_memory(recipe: Recipe, steps: int, choices=((), ("lower",), ("lowe
         raw = recipe.to_dict()
         raw["model"]["recompute"] = list(choice)
         name = "+".join(choice) or "none"
-        results[name] = run_child(["mtl_tf.train.bench", json.dumps(raw), str(steps)],
-                                  f"training-memory probe (recompute {name})", env={BFC_ENV: "true"})
+        results[name] = probe_in_child(raw, steps, f"recompute {name}")
     base = results["none"]
     for r in results.values():
         r["memory_ratio"] = r["train_mb"] / base["train_mb"] if base["train_mb"] > 0 else float("nan")
@@ -133,4 +142,5 @@ def format_report(overhead: dict, memory: dict, device: str) -> str:
 
 
 if __name__ == "__main__":  # the memory probe's fresh process
-    print(json.dumps(memory_probe(recipe_from_dict(json.loads(sys.argv[1])), int(sys.argv[2]))))
+    engine = len(sys.argv) < 4 or sys.argv[3] == "engine"
+    print(json.dumps(memory_probe(recipe_from_dict(json.loads(sys.argv[1])), int(sys.argv[2]), engine)))

@@ -7,6 +7,9 @@ What it does, per batch (one replica's share under tf.distribute):
   labels in the batch costs no head backward pass (its branch is never run); its forward pass is
   not skipped (the model is one graph);
 - one backward pass through the trunk, fed with the sum of the heads' tap gradients;
+- `train.head_backward: sequential` chains the heads' branches (each starts once the previous
+  one's gradients exist), so at most one head's activations are alive besides the trunk's
+  (UberNet's one-head-at-a-time backward); `joint` leaves the order to the executor;
 - gradients land in accumulators (non-trainable variables, summed across replicas): head t's
   steps once it has seen B_t labelled examples, the trunk once it has seen B_0 examples
   (UberNet, Kokkinos 2017). The loss of task t on a batch is weighted by n_t, so an accumulated
@@ -73,6 +76,7 @@ class MultitaskEngine:
         self.balance = train.balance
         self.surgery, self.cagrad_c = train.gradient_surgery, train.cagrad_c
         self.trunk_weighting = train.trunk_weighting
+        self.sequential = train.head_backward == "sequential"
         self.schedule = learning_rate(train.optimizer, total_steps)
         graph = model.engine_graph
         self.vars = {TRUNK: graph.trunk_vars, **graph.head_vars}
@@ -176,9 +180,12 @@ class MultitaskEngine:
         tap_grads = [tf.zeros_like(t) for t in taps]
         balance_grads = [tf.zeros_like(v) for v in self.balance_vars]
         losses, norms, per_task = [], [], []
+        previous = []  # head_backward sequential: the outputs of the last head's branch
         for i, name in enumerate(self.tasks):
             data_i = (y[name], sample_weight[name])
-            head_grads, task_taps, task_balance, loss = self._task_gradients(i, data_i, counts[i], taps)
+            head_grads, task_taps, task_balance, loss = self._task_gradients(i, data_i, counts[i], taps, previous)
+            if self.sequential:
+                previous = [*head_grads, *task_taps, *task_balance, loss]
             if self.trunk_weighting == "tasks":  # the task's batch-mean loss, times the batch size
                 scale = batch / tf.maximum(counts[i], 1.0)
                 task_taps = [g * scale for g in task_taps]
@@ -213,10 +220,11 @@ class MultitaskEngine:
         grads = tape.gradient(taps, self.vars[TRUNK], output_gradients=task_taps)
         return [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, self.vars[TRUNK])]
 
-    def _task_gradients(self, i: int, data, count, taps):
+    def _task_gradients(self, i: int, data, count, taps, after=()):
         """Head i's forward and backward pass from the taps: gradients of count * objective for
         its variables, the taps and the balancer variables, and its loss. When the batch has
-        no labels for the task (or it is frozen) the branch does not run: zeros."""
+        no labels for the task (or it is frozen) the branch does not run: zeros. The branch
+        starts only once every tensor in `after` is computed."""
         name = self.tasks[i]
         task, branch, head = self.model.tasks[name], self.model.engine_graph.branches[name], self.vars[name]
 
@@ -238,7 +246,10 @@ class MultitaskEngine:
         def skip():
             return [tf.zeros_like(t) for t in [*head, *taps, *self.balance_vars]], tf.constant(0.0)
 
-        grads, loss = tf.cond((count > 0) & (self.active[name] > 0), run, skip)
+        with tf.control_dependencies(after):
+            # Every op of the branch waits for its predicate (and its captured inputs).
+            present = tf.identity((count > 0) & (self.active[name] > 0))
+        grads, loss = tf.cond(present, run, skip)
         n_head, n_taps = len(head), len(taps)
         return grads[:n_head], grads[n_head : n_head + n_taps], grads[n_head + n_taps :], loss
 
