@@ -175,6 +175,6 @@ def test_a_single_task_run_leaves_the_other_tasks_targets_unused():
     recipe = load_recipe(ROOT / "recipes" / "sampling_study.yaml", ["train.single_task=scene"])
     single = single_task_recipe(recipe)
     assert list(single.tasks) == ["scene"]
-    assert [dict(s.targets) for s in single.data.train] == [{"label": None, "labels": None}, {"label": "scene", "labels": None},
-                                                            {"label": None, "labels": None}]
-    assert dict(single.data.val[0].targets) == {"label": "scene", "labels": None}
+    assert [s.targets.get("label") for s in single.data.train] == [None, "scene", None]
+    assert [s.targets.get("boxes", "auto") for s in single.data.train] == [None, "auto", "auto"]  # the detector's
+    assert single.data.val[0].targets == {"label": "scene", "labels": None, "boxes": None}

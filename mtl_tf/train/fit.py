@@ -20,7 +20,7 @@ import yaml
 
 from mtl_tf import atomic
 from mtl_tf.config import Recipe, RecipeError
-from mtl_tf.recipe import recipe_from_dict
+from mtl_tf.recipe import recipe_from_dict, restrict_tasks
 from mtl_tf.data import pipeline
 from mtl_tf.data.mixing import describe as mixing_describe
 from mtl_tf.evaluate.job import format_results, write_prediction_grid
@@ -229,23 +229,12 @@ def build_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def single_task_recipe(recipe: Recipe, task: str | None = None) -> Recipe:
-    """The recipe with only `task` (default: its `train.single_task`), engine keys of the others
-    dropped; everything else (backbone, neck, ...) as it is."""
+    """The recipe with only `task` (default: its `train.single_task`; see `restrict_tasks`), its
+    examples in one shuffled stream and no teachers; everything else (backbone, neck, ...) as it is."""
     name = task or recipe.train.single_task
-    raw = recipe.to_dict()
-    raw["tasks"] = {name: raw["tasks"][name]}
-    raw["train"]["single_task"] = name
-    for split in ("train", "val"):  # kinds bound to the other tasks are left unused
-        for source in raw["data"][split]:
-            source["targets"] = {kind: (bound if bound == name else None) for kind, bound in source.get("targets", {}).items()}
+    raw = restrict_tasks(recipe, [name]).to_dict()
+    raw["train"].update(single_task=name, teachers={})
     raw["data"]["mixing"] = None  # one shuffled stream of the examples labelled for the task
-    raw["train"]["teachers"] = {}
-    for key in ("accumulate", "lr_multipliers"):
-        raw["train"][key] = {k: v for k, v in raw["train"][key].items() if k in (name, "trunk")}
-    for section in (raw["train"]["best"], raw["train"]["plateau"] or {}):
-        for key in ("metrics", "references"):
-            if key in section:
-                section[key] = {k: v for k, v in section[key].items() if k == name}
     return recipe_from_dict(raw)
 
 
