@@ -87,3 +87,12 @@ def test_with_skip_invalid_an_orphan_annotation_is_skipped_and_counted(tmp_path)
     assert len(source) == 3  # every image is kept
     [problem] = source.skipped
     assert problem.kind == UNKNOWN_IMAGE and "annotation 77" in str(problem)
+
+
+def test_image_labels_follow_the_kept_boxes(tmp_path):
+    write_coco(tmp_path)
+    source = _source(tmp_path, rename={"car": "vehicle"}, image_labels=True)
+    assert source.config.class_names("labels") == ["person", "vehicle"]
+    assert [source[i]["labels"].tolist() for i in range(3)] == [[1, 1], [0, 0], [0, 0]]  # the dog is not kept
+    no_boxes = _source(tmp_path, boxes=False, image_labels=True)
+    assert no_boxes.config.label_kinds() == ["mask"] and "labels" not in no_boxes[0]

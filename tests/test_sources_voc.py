@@ -113,3 +113,26 @@ def test_recipe_class_check_sees_the_voc_class_list():
     }
     with pytest.raises(RecipeError, match=r"data.val.0: source 'voc' has boxes classes \['bus'\]"):
         recipe_from_dict(recipe)
+
+
+def test_image_labels_from_the_boxes_feed_a_multilabel_task(tmp_path):
+    from mtl_tf.data.pipeline import ExampleReader
+    from mtl_tf.tasks import build_tasks
+
+    write_voc(tmp_path)
+    source = _source(tmp_path, image_labels=True)
+    assert source.config.label_kinds() == ["boxes", "mask", "labels"] and source.config.class_names("labels") == CLASSES
+    examples = [source[i] for i in range(4)]
+    for example in examples[:3]:  # present = some box of the class, difficult or not
+        expected = np.zeros(2, np.int8)
+        expected[example["box_classes"]] = 1
+        np.testing.assert_array_equal(example["labels"], expected)
+    assert examples[0]["labels"].tolist() == [1, 1] and examples[2]["labels"].tolist() == [0, 0]  # a true negative
+    assert "labels" not in examples[3]  # no annotation file: unknown, not absent
+    assert "labels" not in _source(tmp_path)[0]  # off by default
+    # The reader maps them to the task's label order; a label the source lacks is unknown (-1).
+    tasks = build_tasks({"objects": {"type": "multilabel", "classes": ["person", "bus", "car"]}}, (24, 32))
+    config = VocConfig(root=str(tmp_path), classes=CLASSES, image_labels=True, targets={"boxes": None, "mask": None})
+    reader = ExampleReader([config], tasks, (24, 32))
+    assert reader.read(0, 0)["objects/labels"].tolist() == [1, -1, 1]
+    assert reader.read(0, 2)["objects/labels"].tolist() == [0, -1, 0] and not reader.read(0, 3)["has_objects"]

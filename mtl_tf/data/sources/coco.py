@@ -21,7 +21,7 @@ from pydantic import Field
 
 from mtl_tf.data.example import IGNORE
 from mtl_tf.data.sources.common import (
-    SIZE_MISMATCH, UNKNOWN_CLASS, UNKNOWN_IMAGE, UNPARSABLE, BoxSourceConfig, DataProblem, RecordSource,
+    SIZE_MISMATCH, UNKNOWN_CLASS, UNKNOWN_IMAGE, UNPARSABLE, BoxSourceConfig, DataProblem, RecordSource, add_image_labels,
     check_pixel_boxes, check_same_size, collect, source_example, load_image, require_file, unique,
 )
 
@@ -41,10 +41,10 @@ class CocoConfig(BoxSourceConfig):
         return unique(self.rename.get(n, n) for n in self.categories)
 
     def label_kinds(self) -> list[str]:
-        return [kind for kind, on in (("boxes", self.boxes), ("mask", self.masks)) if on]
+        return self.with_image_labels([kind for kind, on in (("boxes", self.boxes), ("mask", self.masks)) if on])
 
     def class_names(self, kind: str) -> list[str]:
-        if kind == "boxes" and self.boxes:
+        if kind in ("boxes", "labels") and kind in self.label_kinds():
             return self.box_names()
         if kind == "mask" and self.masks:
             return [self.background, *self.box_names()]
@@ -121,7 +121,7 @@ class CocoSource(RecordSource):
         if self.config.masks:
             mask = self._semantic_mask(record)
             check_same_size(mask, image, self.json_path)
-        return source_example(image, mask, **labels)
+        return source_example(image, mask, **add_image_labels(labels, self.config))
 
     def _semantic_mask(self, record: _Record) -> np.ndarray:
         """Crowd regions 255, then objects by decreasing area, so small ones stay visible."""

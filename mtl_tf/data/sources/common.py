@@ -55,6 +55,24 @@ class BoxSourceConfig(SourceConfig):
         1.0, ge=0, description="pixels a box may stick out of its image before it is an error; "
         "boxes within the tolerance are clipped to the image"
     )
+    image_labels: bool = Field(
+        False, description="also yield which box classes each image holds (label kind `labels`: 1 present, 0 "
+        "absent, in the boxes' class order), for a multilabel task; images without box annotations lack it"
+    )
+
+    def with_image_labels(self, kinds: list[str]) -> list[str]:
+        """`kinds` plus `labels` when image_labels is on and the source yields boxes."""
+        return [*kinds, "labels"] if self.image_labels and "boxes" in kinds else kinds
+
+
+def add_image_labels(labels: dict, config: BoxSourceConfig) -> dict:
+    """`labels` (a source's box labels of one image) with the presence of each box class added
+    as kind `labels` when the config asks for it and the image has box annotations."""
+    if config.image_labels and "box_classes" in labels:
+        present = np.zeros(len(config.class_names("boxes")), np.int8)
+        present[np.asarray(labels["box_classes"], np.int64)] = 1
+        labels = {**labels, "labels": present}
+    return labels
 
 
 class RecordSource:

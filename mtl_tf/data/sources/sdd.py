@@ -22,7 +22,7 @@ from pydantic import Field
 from mtl_tf.data.example import empty_boxes
 from mtl_tf.data.sources.common import (
     IMAGE_SUFFIXES, MISSING, UNKNOWN_CLASS, UNPARSABLE, UNREADABLE, BoxSourceConfig, DataProblem, RecordSource,
-    check_pixel_boxes, collect, source_example, load_image, require_file, unique,
+    add_image_labels, check_pixel_boxes, collect, source_example, load_image, require_file, unique,
 )
 
 # Frame gaps up to this are crossed by grabbing frames rather than seeking.
@@ -45,10 +45,10 @@ class SddConfig(BoxSourceConfig):
     drop_generated: bool = Field(False, description="drop boxes interpolated by the annotation tool")
 
     def label_kinds(self) -> list[str]:
-        return ["boxes"]
+        return self.with_image_labels(["boxes"])
 
     def class_names(self, kind: str) -> list[str]:
-        if kind != "boxes":
+        if kind not in self.label_kinds() or kind == "mask":
             return []
         return unique(self.rename.get(c, c) for c in self.classes if c not in self.ignore_classes)
 
@@ -141,7 +141,7 @@ class SddSource(RecordSource):
         boxes, classes = self._boxes[frame.video].get(frame.number, empty_boxes())
         height, width = image.shape[:2]
         boxes = check_pixel_boxes(boxes, height, width, self.annotation_path(frame.video), self.config.box_tolerance)
-        return source_example(image, boxes=boxes, box_classes=classes)
+        return source_example(image, **add_image_labels({"boxes": boxes, "box_classes": classes}, self.config))
 
     def file_name(self, index: int) -> str:
         """'<scene>/<videoN>#<frame number>', as the video's annotations.txt counts frames."""

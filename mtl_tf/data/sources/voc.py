@@ -26,8 +26,9 @@ from pydantic import Field
 
 from mtl_tf.data.example import IGNORE
 from mtl_tf.data.sources.common import (
-    MISSING, UNKNOWN_CLASS, UNPARSABLE, BoxSourceConfig, DataProblem, RecordSource, check_pixel_boxes, check_same_size,
-    collect, color_code, source_example, load_image, load_label_image, map_labels, read_list, require_file,
+    MISSING, UNKNOWN_CLASS, UNPARSABLE, BoxSourceConfig, DataProblem, RecordSource, add_image_labels, check_pixel_boxes,
+    check_same_size, collect, color_code, source_example, load_image, load_label_image, map_labels, read_list,
+    require_file,
 )
 
 VOC_CLASSES = [
@@ -73,9 +74,10 @@ class VocConfig(BoxSourceConfig):
         return list(self.segmentation_classes or ["background", *self.classes])
 
     def label_kinds(self) -> list[str]:
-        return ["boxes", "mask"]
+        return self.with_image_labels(["boxes", "mask"])
 
     def class_names(self, kind: str) -> list[str]:
+        kind = "boxes" if kind == "labels" and self.image_labels else kind
         names = {"boxes": self.classes, "mask": self.mask_names()}.get(kind, [])
         return [n for n in names if n not in self.ignore_classes]
 
@@ -178,7 +180,7 @@ class VocSource(RecordSource):
             raw = load_sbd_mask(record.mask) if record.mask.suffix == ".mat" else load_label_image(record.mask)
             check_same_size(raw, image, record.mask)
             mask = map_labels(raw, self._color_table if raw.ndim == 3 else self._value_table, record.mask)
-        return source_example(image, mask, **labels)
+        return source_example(image, mask, **add_image_labels(labels, self.config))
 
     def describe(self) -> str:
         return f"voc({self.config.root}, split={self.config.split}, images={self.config.images})"
