@@ -24,7 +24,8 @@ def test_shipped_recipes_validate():
         types = sorted(cfg.type for cfg in recipe.tasks.values())
         assert types in (["detection", "segmentation"], ["detection", "segmentation", "segmentation"],
                          ["boundaries", "depth", "detection", "normals", "saliency", "segmentation"],
-                         ["classification", "detection", "segmentation"]), path
+                         ["classification", "detection", "segmentation"],
+                         ["classification", "detection", "multilabel"]), path
 
 
 def test_typo_names_the_key_and_the_allowed_ones():

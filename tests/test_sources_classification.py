@@ -124,7 +124,7 @@ def test_classification_and_multilabel_train_predict_export_and_inspect(tmp_path
         "model": {"backbone": {"name": "tiny", "width": 8}},
         "tasks": {"colour": {"type": "classification", "classes": ["alpha", "beta", "gamma"], "label_smoothing": 0.05},
                   "tags": {"type": "multilabel", "classes": ["beta", "bright"], "hidden": 8}},
-        "train": {"epochs": 2, "num_overlays": 2, "optimizer": {"learning_rate": 0.01}},
+        "train": {"epochs": 8, "num_overlays": 2, "optimizer": {"learning_rate": 0.01}},
         "export": {"calibration_images": 8, "max_drop": {"colour": 0.2, "tags": 0.2}},
     }
     (tmp_path / "cls.yaml").write_text(yaml.safe_dump(recipe))
