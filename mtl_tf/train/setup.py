@@ -50,18 +50,18 @@ def training_data(recipe: Recipe, tasks: dict) -> TrainingData:
 def partial_labels_note(recipe: Recipe, tasks: dict) -> str | None:
     """A line for `fit` when no train source labels every task (partial labels), else None.
 
-    No remedy is switched on by default: the study on partial_shapes (docs/study/) measured
-    normalized loss balancing best, but from one seed, early in training; not enough to change
-    a default."""
+    No remedy is switched on by default (it would change what a recipe means), but the line names
+    the one that won every study here: normalized loss balancing (docs/study/)."""
     from mtl_tf.data.binding import bind_targets
 
     if len(tasks) < 2 or recipe.train.single_task:
         return None
     if any(set(bind_targets(cfg, tasks).values()) >= set(tasks) for cfg in recipe.data.train):
         return None
-    return ("partial labels: no train source labels every task; defaults unchanged (the short study in "
-            "docs/study/partial_shapes_system.md is not enough to pick one); best measured there: "
-            "train.balance.method=normalized (also: focal, pcgrad, --teacher TASK=RUN)")
+    return ("partial labels: no train source labels every task; defaults unchanged. Consider "
+            "train.balance.method=normalized: in every study here (docs/study/partial_aerial_normalized.md, "
+            "partial_shapes_system*.md) it put multitask above the single-task models on every task "
+            "(also: focal, pcgrad, --teacher TASK=RUN)")
 
 
 def uses_engine(recipe: Recipe) -> bool:
