@@ -138,7 +138,17 @@ def test_java_detections_equal_python_on_float_artifacts(decoded, variant):
         assert n > 0 and len(scores) == n
         np.testing.assert_array_equal(classes, det["classes"][i][:n])
         np.testing.assert_allclose(scores, det["scores"][i][:n], rtol=0, atol=1e-6)
-        np.testing.assert_allclose(boxes, det["boxes"][i][:n], rtol=0, atol=1e-6)
+        # Detections of equal score may come in either order: compare each side sorted by
+        # (score, class, box), which is the same list whatever the order of ties.
+        ours, theirs = _by_value(scores, classes, boxes), _by_value(det["scores"][i][:n], det["classes"][i][:n], det["boxes"][i][:n])
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+
+
+def _by_value(scores, classes, boxes) -> np.ndarray:
+    """Rows (score, class, box) sorted by score (to 1e-5), class, then box coordinates."""
+    rows = np.column_stack([np.asarray(scores, np.float64), np.asarray(classes, np.float64), np.asarray(boxes, np.float64)])
+    keys = [rows[:, k] for k in range(rows.shape[1] - 1, 1, -1)] + [rows[:, 1], np.round(rows[:, 0], 5)]
+    return rows[np.lexsort(keys)]
 
 
 def _iou(boxes, i, j):
