@@ -95,15 +95,23 @@ def test_cli_teacher_option_is_checked():
     assert result.exit_code != 0 and "teachers" in result.output
 
 
-def test_fit_says_when_labels_are_partial():
+def test_fit_picks_normalized_balancing_for_partial_labels_unless_the_recipe_chooses():
     from conftest import TINY_RECIPE
     from mtl_tf.recipe import load_recipe
-    from mtl_tf.train.setup import partial_labels_note
+    from mtl_tf.train.setup import partial_label_defaults
 
     recipe = load_recipe("recipes/partial_shapes.yaml")
-    tasks = build_tasks(recipe.tasks, recipe.data.image_size)
-    assert partial_labels_note(recipe, tasks).startswith("partial labels")
+    chosen, note = partial_label_defaults(recipe)
+    assert note.startswith("partial labels") and "normalized" in note
+    assert chosen.train.balance.method == "normalized" and chosen.train.trunk_weighting == "tasks"
+    assert chosen.train.accumulate == {"detection": 1, "segmentation": 1} and chosen.train.engine_enabled()
+    assert chosen.data == recipe.data and chosen.tasks == recipe.tasks  # nothing else changes
+    kept, note = partial_label_defaults(load_recipe("recipes/partial_shapes.yaml", ["train.balance.method=uncertainty"]))
+    assert kept.train.balance.method == "uncertainty" and "keeping the recipe's" in note
+    assert partial_label_defaults(chosen)[0].to_dict() == chosen.to_dict()  # a resumed run: the same recipe
     both = load_recipe("recipes/partial_shapes.yaml", ["data.train.0.labels=both"])
-    assert partial_labels_note(both, tasks) is None
+    assert partial_label_defaults(both) == (both, None)
     tiny = load_recipe(TINY_RECIPE)
-    assert partial_labels_note(tiny, build_tasks(tiny.tasks, tiny.data.image_size)) is None
+    assert partial_label_defaults(tiny) == (tiny, None)
+    single = load_recipe("recipes/partial_shapes.yaml", ["train.single_task=detection"])
+    assert partial_label_defaults(single) == (single, None)

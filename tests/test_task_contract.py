@@ -95,7 +95,9 @@ def test_a_task_type_from_the_tests_goes_through_every_command(registered, tmp_p
     recipe_path = tmp_path / "heat.yaml"
     recipe_path.write_text(json.dumps(_recipe()))
     run = tmp_path / "run"
-    _invoke("fit", recipe_path, "--out", run, "--quiet")
+    fitted = _invoke("fit", recipe_path, "--out", run, "--quiet")
+    # Each source labels one task: fit trains with the partial-label defaults, through the engine.
+    assert "using train.balance.method=normalized" in fitted.output and "engine: accumulate" in fitted.output
     history = (run / "history.csv").read_text().splitlines()[0].split(",")
     assert {"roofs_loss", "lakes_loss", "val_roofs_mae", "val_lakes_mae", "val_score"} <= set(history)
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]
@@ -130,6 +132,20 @@ def test_a_task_type_from_the_tests_goes_through_every_command(registered, tmp_p
     assert done.returncode == 0, done.stderr
     frames = json.loads((tmp_path / "jetson.json").read_text())["per_frame"]
     assert len(frames) == 2 and all(0 <= f["roofs"] <= 1 and 0 <= f["lakes"] <= 1 for f in frames)
+
+
+def test_the_trunk_holds_only_what_some_head_reads(registered):
+    from mtl_tf.train.fit import build_model
+
+    model = build_model(recipe_from_dict(_recipe()))
+    graph = model.engine_graph
+    assert graph.tap_names == ["C4"]  # both heads read C4 alone: C3 and the last stage are unused
+    assert len(graph.trunk_layers) == 1
+    in_model = {id(v) for v in model.trainable_variables}
+    assert graph.trunk_vars and all(id(v) in in_model for v in graph.trunk_vars)
+    images = tf.zeros((2, SIZE, SIZE, 3))
+    np.testing.assert_allclose(graph.trunk(images, training=False)[0], model.get_layer("tap_C4")(
+        model.engine_graph.trunk_layers[0](images, training=False)["C4"]), atol=1e-6)
 
 
 def test_named_task_recipe_binds_two_mask_sources_and_reports_per_task(tmp_path):

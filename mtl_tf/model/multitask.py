@@ -56,6 +56,12 @@ class MultitaskModel(keras.Model):
             outputs[name] = keras.layers.Identity(name=name)(raw)
         kwargs.setdefault("name", "multitask")
         super().__init__(inputs=image, outputs=outputs, **kwargs)
+        # Only what some head reaches is part of the model: a shared last stage (or a tap) that no
+        # head reads has no variables in it, so the engine must not treat them as the trunk's.
+        present = {id(layer) for layer in self.layers}
+        taps = {k: v for k, v in taps.items() if id(v._keras_history.operation) in present}
+        if shared_last is not None and id(shared_last) not in present:
+            shared_last = None
         trunk_layers = [trunk.lower] + ([shared_last] if shared_last is not None else [])
         # A plain object: Keras neither tracks nor saves it (the layers it reaches are the model's).
         self.engine_graph = EngineGraph(image, taps, outputs, trunk_layers, recompute, neck_model)
@@ -161,16 +167,16 @@ class EngineGraph:
         checkpointed segments (model/checkpointing.py): only the tensors between segments are
         kept for the backward pass, the rest is recomputed one segment at a time."""
         if not (training and any(self.recompute.values())):
-            return self.trunk_model(images, training=training)
+            taps = self.trunk_model(images, training=training)
+            return list(taps) if isinstance(taps, (list, tuple)) else [taps]
         lower, *last = self.trunk_layers
         features = (self.checkpointed["lower"] or lower)(images, training=training)
-        taps = [features["C3"], features["C4"]]
+        levels = {"C3": features["C3"], "C4": features["C4"]}
         if last:
-            taps.append((self.checkpointed["last_stage"] or last[0])(taps[1], training=training))
+            levels["C5"] = (self.checkpointed["last_stage"] or last[0])(levels["C4"], training=training)
         if self.neck is not None:
-            levels = self.neck(dict(zip(("C3", "C4", "C5"), taps)), training=training)
-            taps = [levels[k] for k in ("C3", "C4", "C5")]
-        return [tf.identity(t) for t in taps]  # as the TapCopy layers
+            levels = self.neck(levels, training=training)
+        return [tf.identity(levels[k]) for k in self.tap_names]  # as the TapCopy layers
 
     @property
     def trunk_vars(self) -> list:

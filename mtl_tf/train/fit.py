@@ -32,7 +32,7 @@ from mtl_tf.train.callbacks import (
     BestCheckpoint, DWAUpdate, HistoryLog, RunBackup, StopOnNaN, TaskEvaluation, TaskPlateau, latest_snapshot,
 )
 from mtl_tf.train.cluster import WORKERS_FOLDER, Worker, current_worker, worker_folder
-from mtl_tf.train.setup import compile_for_training, partial_labels_note, training_data, uses_engine
+from mtl_tf.train.setup import compile_for_training, partial_label_defaults, training_data, uses_engine
 from mtl_tf.train.finetune import finetune_heads
 from mtl_tf.train.sampling import DynamicSampling
 
@@ -88,6 +88,7 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
     started = time.perf_counter()
     if recipe.train.single_task:
         recipe = single_task_recipe(recipe)
+    recipe, note = partial_label_defaults(recipe)
     data, train = recipe.data, recipe.train
     worker = current_worker() if train.strategy in MULTI_WORKER else Worker()
     run = resolve_run_dir(out, recipe.name) if worker.is_chief else Path(out or Path("runs") / recipe.name)
@@ -124,7 +125,6 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
         + (f"; engine: {engine_summary(train, data.batch_size, tasks)}" if train.engine_enabled() else "")
         + (f"; recompute: {'+'.join(recipe.model.recompute)}" if recipe.model.recompute else "")
     )
-    note = partial_labels_note(recipe, tasks)
     if note:
         print(note)
     if worker.count > 1:

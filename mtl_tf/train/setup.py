@@ -47,21 +47,43 @@ def training_data(recipe: Recipe, tasks: dict) -> TrainingData:
     return TrainingData(recipe, tasks, sources, steps)
 
 
-def partial_labels_note(recipe: Recipe, tasks: dict) -> str | None:
-    """A line for `fit` when no train source labels every task (partial labels), else None.
+# What `fit` uses when the training sources are partially labelled and the recipe sets no
+# train.balance: the study remedy "normalized" (train/study.py), which won every study here.
+PARTIAL_LABEL_TRAIN = {"balance": {"method": "normalized"}, "trunk_weighting": "tasks"}
 
-    No remedy is switched on by default (it would change what a recipe means), but the line names
-    the one that won every study here: normalized loss balancing (docs/study/)."""
+
+def partial_labels(recipe: Recipe) -> bool:
+    """Whether no train source labels every task of the (multitask) recipe."""
     from mtl_tf.data.binding import bind_targets
+    from mtl_tf.tasks import TASKS
 
-    if len(tasks) < 2 or recipe.train.single_task:
-        return None
-    if any(set(bind_targets(cfg, tasks).values()) >= set(tasks) for cfg in recipe.data.train):
-        return None
-    return ("partial labels: no train source labels every task; defaults unchanged. Consider "
-            "train.balance.method=normalized: in every study here (docs/study/partial_aerial_normalized.md, "
-            "partial_shapes_system*.md) it put multitask above the single-task models on every task "
-            "(also: focal, pcgrad, --teacher TASK=RUN)")
+    types = {name: TASKS[cfg.type] for name, cfg in recipe.tasks.items()}
+    if len(types) < 2 or recipe.train.single_task:
+        return False
+    return not any(set(bind_targets(cfg, types).values()) >= set(types) for cfg in recipe.data.train)
+
+
+def partial_label_defaults(recipe: Recipe) -> tuple[Recipe, str | None]:
+    """(the recipe to train, a line for `fit` or None). On partially-labelled sources and a recipe
+    that leaves train.balance out, normalized loss balancing with each task's mean loss on the
+    trunk and every head stepping on every batch it has labels in (PARTIAL_LABEL_TRAIN): it put
+    multitask above the single-task models on every task of docs/study/partial_aerial_normalized.md
+    and partial_shapes_system*.md. A recipe that sets train.balance keeps it."""
+    from mtl_tf.recipe import recipe_from_dict
+
+    if not partial_labels(recipe):
+        return recipe, None
+    if "balance" in recipe.train.model_fields_set:
+        return recipe, (f"partial labels: no train source labels every task; keeping the recipe's "
+                        f"train.balance.method={recipe.train.balance.method} (normalized won every study here, "
+                        "docs/study/partial_aerial_normalized.md)")
+    raw = recipe.to_dict()
+    raw["train"].update(PARTIAL_LABEL_TRAIN)
+    raw["train"]["accumulate"] = {**{t: 1 for t in recipe.tasks}, **raw["train"]["accumulate"]}
+    chosen = recipe_from_dict(raw, origin=f"{recipe.name} with the partial-label defaults")
+    return chosen, ("partial labels: no train source labels every task; using train.balance.method=normalized "
+                    "with trunk_weighting=tasks (best in every study here, docs/study/partial_aerial_normalized.md; "
+                    "set train.balance in the recipe to choose another)")
 
 
 def uses_engine(recipe: Recipe) -> bool:
