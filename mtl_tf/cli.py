@@ -296,7 +296,7 @@ def data_bench(recipe, batches, rounds, warmup, json_path, overrides):
     click.echo(format_bench(result))
 
 
-_BENCH_RUNTIMES = ("keras", "tflite_fp32", "tflite_int8")
+_BENCH_RUNTIMES = ("keras", "tflite_fp32", "tflite_int8", "onnx")
 _DEFAULT_BENCH_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "bench_resnet50.yaml"
 
 
@@ -314,7 +314,7 @@ def _runtime_list(ctx, param, value):
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Timed runs per contender.")
 @click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Untimed rounds first.")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
-              help="CPU threads for Keras (intra-op) and LiteRT.")
+              help="CPU threads for Keras (intra-op), LiteRT and ONNX Runtime.")
 @click.option("--runtimes", default=",".join(_BENCH_RUNTIMES), show_default=True, callback=_runtime_list,
               help="Comma-separated runtimes.")
 @click.option("--calibration", type=click.IntRange(min=1), default=8, show_default=True,

@@ -19,7 +19,7 @@ from mtl_tf.cli import main
 from mtl_tf.recipe import load_recipe
 from mtl_tf.model.backbones import build_backbone
 
-RUNTIMES = ["keras", "tflite_fp32", "tflite_int8"]
+RUNTIMES = ["keras", "tflite_fp32", "tflite_int8", "onnx"]
 # Three detection levels (no extra stages): fewer ops to convert, the same code paths.
 OVERRIDES = ["tasks.detection.feature_levels=3", "tasks.detection.l2_normalized_levels=1"]
 
@@ -246,3 +246,17 @@ def test_bench_reuses_cached_artifacts(tiny_bench):
     images = C.calibration_images(recipe, 2)
     C.prepare_artifacts(recipe, Path(results["meta"]["artifacts"]), RUNTIMES, images, log=messages.append)
     assert messages == []  # nothing rebuilt or converted
+
+
+def test_bench_onnx_artifacts_give_the_tflite_float_outputs(tiny_bench):
+    """The ONNX contender is the same serving graph as the float TFLite one: same outputs."""
+    from mtl_tf.bench.timing import onnx_runner, tflite_runner
+
+    _, results, _ = tiny_bench
+    folder = results["meta"]["artifacts"]
+    image = (np.random.default_rng(0).random((*load_recipe(TINY_RECIPE, OVERRIDES).data.image_size, 3)) * 255).astype(np.uint8)
+    onnx_out = onnx_runner(C.artifact(folder, "multitask", "onnx"), 1, image)()
+    tflite_out = tflite_runner(C.artifact(folder, "multitask", "tflite_fp32"), 1, image)()
+    assert set(onnx_out) == set(tflite_out) and len(onnx_out) >= 2
+    for name, value in tflite_out.items():
+        np.testing.assert_allclose(onnx_out[name], value, atol=2e-4, rtol=1e-3)

@@ -7,8 +7,9 @@ model: it runs the single-task models one after the other. Weights are the recip
 weights (random init for `weights: null`) and untrained heads: enough for speed, memory and size.
 
 Artifacts live in `<out>/artifacts-<hash>/`, the hash covering everything they depend on, so a
-rerun with the same recipe reuses them: `<name>.keras`, `<name>.float32.tflite`, `<name>.int8.tflite`
-and `stats.json` (parameters and MACs per contender).
+rerun with the same recipe reuses them: `<name>.keras`, `<name>.float32.tflite`, `<name>.int8.tflite`,
+`<name>.onnx` (the float serving graph through tf2onnx, as `mtl-tf export --onnx` writes it for
+Jetson) and `stats.json` (parameters and MACs per contender).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ MULTITASK = "multitask"
 TRUNK = "trunk"
 NAIVE = "naive"
 # Runtime -> the artifact file suffix it runs.
-RUNTIMES = {"keras": ".keras", "tflite_fp32": ".float32.tflite", "tflite_int8": ".int8.tflite"}
+RUNTIMES = {"keras": ".keras", "tflite_fp32": ".float32.tflite", "tflite_int8": ".int8.tflite", "onnx": ".onnx"}
 _QUANTIZATION = {"tflite_fp32": "float32", "tflite_int8": "int8"}
+_CONVERTED = (*_QUANTIZATION, "onnx")  # the runtimes whose artifact is converted from a SavedModel
 
 
 def contender_names(recipe: Recipe) -> list[str]:
@@ -72,7 +74,7 @@ def build_models(recipe: Recipe) -> dict:
 # Bumped whenever the conversion changes, so cached artifacts of an older conversion are not timed.
 ARTIFACT_FORMAT = 7  # 2: fixed batch-1 signature; 3: float model input; 4: int8 input CAST + QUANTIZE; 5: float L2 norm;
 # 6: multitask and single-task models through export's serving graph (per-kind outputs);
-# 7: single-task models and the trunk carry the recipe's neck
+# 7: single-task models and the trunk carry the recipe's neck (ONNX artifacts added without a bump)
 
 
 def artifact_folder(recipe: Recipe, out: Path, calibration: int) -> Path:
@@ -111,6 +113,7 @@ def calibration_images(recipe: Recipe, count: int) -> np.ndarray:
 def prepare_artifacts(recipe: Recipe, folder: Path, runtimes: list[str], images: np.ndarray, log=print) -> dict:
     """Build and convert what `folder` lacks for `runtimes`; returns the stats.json content."""
     from mtl_tf.bench.flops import count_macs
+    from mtl_tf.export.onnx import convert_onnx
     from mtl_tf.export.serving import export_serving_model
     from mtl_tf.export.tflite import convert_tflite, export_saved_model, write_atomic
     from mtl_tf.train.fit import save_model
@@ -128,7 +131,7 @@ def prepare_artifacts(recipe: Recipe, folder: Path, runtimes: list[str], images:
             save_model(model, folder / f"{name}.keras")
         write_atomic(stats_path, json.dumps(stats, indent=1).encode())
 
-    todo = [(n, r) for n in names for r in runtimes if r in _QUANTIZATION and not artifact(folder, n, r).is_file()]
+    todo = [(n, r) for n in names for r in runtimes if r in _CONVERTED and not artifact(folder, n, r).is_file()]
     for name in dict.fromkeys(n for n, _ in todo):
         model = models[name] if models else _load(folder / f"{name}.keras")
         work = Path(tempfile.mkdtemp(prefix="mtl_tf_bench_"))
@@ -136,13 +139,16 @@ def prepare_artifacts(recipe: Recipe, folder: Path, runtimes: list[str], images:
             for runtime in [r for n, r in todo if n == name]:
                 started = time.perf_counter()
                 log(f"converting {name} to {runtime} ...")
-                quantization = _QUANTIZATION[runtime]
+                quantization = _QUANTIZATION.get(runtime, "float32")
                 int8_input = "uint8" if quantization == "int8" else None
                 if hasattr(model, "tasks"):  # the very serving graph `mtl-tf export` ships
                     saved = export_serving_model(model, work / runtime, int8_input=int8_input)
                 else:  # the trunk: its taps
                     saved = export_saved_model(model, work / runtime, int8_input)
-                data = convert_tflite(saved, quantization, lambda: (image[None] for image in images))
+                if runtime == "onnx":
+                    data = convert_onnx(saved)
+                else:
+                    data = convert_tflite(saved, quantization, lambda: (image[None] for image in images))
                 write_atomic(artifact(folder, name, runtime), data)
                 log(f"  {artifact(folder, name, runtime).name}: {len(data) / 1e6:.1f} MB in {time.perf_counter() - started:.0f} s")
         finally:

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from mtl_tf.bench import contenders as C
 from mtl_tf.bench.memory import peak_rss
 from mtl_tf.bench.report import MB, add_ratios, markdown, plot
-from mtl_tf.bench.timing import configure_tensorflow, keras_runner, percentiles, round_robin, sequence, tflite_runner
+from mtl_tf.bench.timing import configure_tensorflow, percentiles, round_robin, runner_for, sequence
 from mtl_tf.config import Recipe
 
 WEIGHTS_NOTE = {
@@ -93,7 +93,7 @@ def run_bench(
                 rss_pid=rss[rt, name]["pid"],
                 size_mb=sum(f.stat().st_size for f in files) / MB,
             )
-            if rt != "keras":
+            if rt.startswith("tflite"):
                 row["delegate"] = ", ".join(sorted({single[rt, m].delegate for m in parts}))
             results["runtimes"][rt][name] = row
     results = add_ratios(results)
@@ -110,7 +110,7 @@ def _load_runners(recipe: Recipe, folder: Path, runtimes: list[str], threads: in
     for rt in runtimes:
         for name in C.model_names(recipe):
             path = C.artifact(folder, name, rt)
-            runners[rt, name] = keras_runner(path, image) if rt == "keras" else tflite_runner(path, threads, image)
+            runners[rt, name] = runner_for(rt, path, threads, image)
     return runners
 
 
@@ -142,7 +142,8 @@ def _meta(recipe: Recipe, threads: int, runs: int, warmup: int, calibration: int
         "warmup": warmup,
         "calibration_images": calibration,
         "weights_note": WEIGHTS_NOTE.get(weights, f"Weights: backbone {weights}, untrained heads."),
-        "versions": {"tensorflow": tf.__version__, "ai_edge_litert": _version("ai-edge-litert")},
+        "versions": {"tensorflow": tf.__version__, "ai_edge_litert": _version("ai-edge-litert"),
+                     "onnxruntime": _version("onnxruntime")},
         "macs_note": "multiply-accumulates of Conv2D/DepthwiseConv2D/Dense layers per image (FLOPs = 2 x MACs)",
         "artifacts": str(folder),
         "command": command,
@@ -150,7 +151,8 @@ def _meta(recipe: Recipe, threads: int, runs: int, warmup: int, calibration: int
 
 
 def _kind(runtime: str) -> str:
-    return "keras" if runtime == "keras" else "tflite"
+    """The runtime a child process loads: keras, onnx or tflite (both TFLite runtimes)."""
+    return runtime if runtime in ("keras", "onnx") else "tflite"
 
 
 def _version(package: str) -> str | None:

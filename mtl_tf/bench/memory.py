@@ -1,6 +1,6 @@
 """Peak RSS of a model in a fresh process: `python -m mtl_tf.bench.memory RUNTIME THREADS RUNS [MODEL ...]`.
 
-The child loads every MODEL (.keras for runtime "keras", .tflite otherwise), runs RUNS inferences
+The child loads every MODEL (.keras for runtime "keras", .onnx for "onnx", .tflite otherwise), runs RUNS inferences
 of each on one zero image, and prints one JSON line {"pid", "peak_rss_bytes"}. With no MODEL it
 only starts the runtime: the baseline of an empty interpreter process. Nothing is subtracted.
 """
@@ -55,7 +55,7 @@ def last_error_line(stderr: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    from mtl_tf.bench.timing import configure_tensorflow, keras_runner, tflite_runner
+    from mtl_tf.bench.timing import configure_tensorflow, runner_for
 
     runtime, threads, runs, *paths = argv
     threads = int(threads)
@@ -64,11 +64,11 @@ def main(argv: list[str]) -> None:
         import tensorflow as tf
 
         tf.zeros([1]).numpy()  # start the runtime even with no model (the baseline)
-        runners = [keras_runner(Path(p)) for p in paths]
+    elif runtime == "onnx":
+        import onnxruntime  # noqa: F401  (the baseline: the runtime loaded)
     else:
-        import ai_edge_litert.interpreter  # noqa: F401  (the baseline: the runtime loaded)
-
-        runners = [tflite_runner(Path(p), threads) for p in paths]
+        import ai_edge_litert.interpreter  # noqa: F401
+    runners = [runner_for(runtime, Path(p), threads) for p in paths]
     for _ in range(int(runs)):
         for run in runners:  # the naive set: one model after the other on the same image
             run()

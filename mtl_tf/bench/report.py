@@ -107,7 +107,7 @@ def markdown(results: dict) -> str:
         f"{meta['image_size'][0]}x{meta['image_size'][1]})",
         "",
         f"Machine: {meta['machine']}. Threads: {meta['threads']} (Keras: intra-op, one op at a time; "
-        f"LiteRT: num_threads, XNNPACK). Latency: {meta['runs']} runs after {meta['warmup']} warm-up rounds, "
+        f"LiteRT: num_threads, XNNPACK; ONNX Runtime: intra-op, sequential, CPU provider). Latency: {meta['runs']} runs after {meta['warmup']} warm-up rounds, "
         "timed round-robin in one process (each round in a random order), batch 1. Peak RSS: a fresh "
         f"process per model (the naive set: one process holding all its models). {meta['weights_note']}",
         "",

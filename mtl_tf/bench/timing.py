@@ -80,6 +80,37 @@ def keras_runner(path: Path, image: np.ndarray | None = None) -> Callable[[], ob
     return lambda: tf.nest.map_structure(np.asarray, forward(x))
 
 
+def onnx_runner(path: Path, threads: int, image: np.ndarray | None = None) -> Callable[[], object]:
+    """An .onnx serving graph in ONNX Runtime's CPU provider: `threads` for each op, one op at a
+    time (sequential execution), every graph optimization on (the provider's fusions)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    (spec,) = session.get_inputs()
+    shape = [d if isinstance(d, int) else 1 for d in spec.shape]
+    x = np.ascontiguousarray(image[None] if image is not None else np.zeros(shape, np.uint8))
+    feed = {spec.name: x.astype(_ONNX_TYPES[spec.type])}
+    names = [o.name for o in session.get_outputs()]
+    return lambda: dict(zip(names, session.run(names, feed)))
+
+
+_ONNX_TYPES = {"tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(float)": np.float32}
+
+
+def runner_for(runtime: str, path: Path, threads: int, image: np.ndarray | None = None) -> Callable[[], object]:
+    """The runner of `runtime` ("keras", "onnx", or a TFLite one) on the artifact `path`."""
+    if runtime == "keras":
+        return keras_runner(path, image)
+    if runtime == "onnx":
+        return onnx_runner(path, threads, image)
+    return tflite_runner(path, threads, image)
+
+
 def tflite_runner(path: Path, threads: int, image: np.ndarray | None = None) -> Callable[[], object]:
     """A .tflite's serving signature in LiteRT; `.delegate` names the delegate it runs on."""
     runner, delegate = open_tflite(path, threads)
