@@ -82,7 +82,8 @@ def keras_runner(path: Path, image: np.ndarray | None = None) -> Callable[[], ob
 
 def onnx_runner(path: Path, threads: int, image: np.ndarray | None = None) -> Callable[[], object]:
     """An .onnx serving graph in ONNX Runtime's CPU provider: `threads` for each op, one op at a
-    time (sequential execution), every graph optimization on (the provider's fusions)."""
+    time (sequential execution), every graph optimization on (the provider's fusions), workers
+    that sleep between runs."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -90,6 +91,9 @@ def onnx_runner(path: Path, threads: int, image: np.ndarray | None = None) -> Ca
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Workers sleep after a run instead of spinning: the naive set's sessions, one per model,
+    # would otherwise spin against the next one's run (and the multitask model has one session).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     (spec,) = session.get_inputs()
     shape = [d if isinstance(d, int) else 1 for d in spec.shape]
