@@ -108,7 +108,7 @@ def markdown(results: dict) -> str:
         "",
         f"Machine: {meta['machine']}. Threads: {meta['threads']} (Keras: intra-op, one op at a time; "
         f"LiteRT: num_threads, XNNPACK; ONNX Runtime: intra-op, sequential, CPU provider). Latency: {meta['runs']} runs after {meta['warmup']} warm-up rounds, "
-        "timed round-robin in one process (each round in a random order), batch 1. Peak RSS: a fresh "
+        "timed round-robin in one process, one runtime after the other (each round in a random order), batch 1. Peak RSS: a fresh "
         f"process per model (the naive set: one process holding all its models). {meta['weights_note']}",
         "",
         "| runtime | contender | p50 ms | p90 ms | peak RSS MB | size MB | params M | GMACs |",
