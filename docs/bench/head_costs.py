@@ -2,8 +2,8 @@
 
     PYTHONPATH=. python docs/bench/head_costs.py RECIPE [--set key=value ...] [--threads 2] [--runs 200]
 
-Times, round-robin in one process with each round in a random order (no contender always runs
-right after another runtime's), on TFLite fp32 and int8 (LiteRT, XNNPACK) and Keras: the bench's
+Times, round-robin in one process, one runtime after the other, each round in a random order,
+on TFLite fp32 and int8 (LiteRT, XNNPACK) and Keras: the bench's
 contenders (trunk, single-task models, the naive set, the multitask model; cached artifacts of
 `mtl-tf bench` are reused) and, for each task, the multitask model without that task. A head's
 marginal time is multitask - multitask without it; the trunk in place is multitask - the heads'
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mtl_tf.bench import contenders as C
 from mtl_tf.bench.flops import count_macs
-from mtl_tf.bench.timing import configure_tensorflow, keras_runner, percentiles, round_robin, sequence, tflite_runner
+from mtl_tf.bench.timing import configure_tensorflow, percentiles, round_robin, runner_for, sequence
 from mtl_tf.export.serving import export_serving_model
 from mtl_tf.export.tflite import convert_tflite
 from mtl_tf.recipe import load_recipe
@@ -58,11 +58,13 @@ def main() -> None:
             path = work / f"-{task}{C.RUNTIMES[rt]}"
             path.write_bytes(convert_tflite(saved, quantization, lambda: (image[None] for image in images)))
             paths[rt, f"-{task}"] = path
-    runners = {key: keras_runner(p, images[0]) if key[0] == "keras" else tflite_runner(p, args.threads, images[0])
-               for key, p in paths.items()}
+    runners = {key: runner_for(key[0], p, args.threads, images[0]) for key, p in paths.items()}
     for rt in RUNTIMES:
         runners[rt, C.NAIVE] = sequence([runners[rt, t] for t in tasks])
-    p50 = {key: percentiles(v)["p50"] for key, v in round_robin(runners, args.runs, warmup=20, seed=0).items()}
+    p50 = {}
+    for rt in RUNTIMES:  # one runtime at a time, as the bench (their thread pools slow each other)
+        block = {key: run for key, run in runners.items() if key[0] == rt}
+        p50.update({key: percentiles(v)["p50"] for key, v in round_robin(block, args.runs, warmup=20, seed=0).items()})
 
     multi_macs, trunk_macs = stats[C.MULTITASK]["macs"], stats[C.TRUNK]["macs"]
     naive_macs = sum(stats[t]["macs"] for t in tasks)
