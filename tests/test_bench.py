@@ -141,6 +141,16 @@ def test_round_robin_with_a_seed_shuffles_each_round_reproducibly():
     assert order(0) == rounds and order(1) != rounds
 
 
+def test_round_robin_by_runtime_times_one_runtime_after_the_other():
+    from mtl_tf.bench.timing import round_robin_by_runtime
+
+    calls = []
+    runners = {(rt, name): (lambda key=(rt, name): calls.append(key)) for rt in ("tflite", "onnx") for name in "AB"}
+    times = round_robin_by_runtime(runners, runs=3, warmup=1)
+    assert [rt for rt, _ in calls] == ["tflite"] * 8 + ["onnx"] * 8  # no runtime's run between another's
+    assert {k: len(v) for k, v in times.items()} == dict.fromkeys(runners, 3)
+
+
 def test_additive_ideal_weights_trunk_and_heads_by_their_measured_time():
     from mtl_tf.bench.report import additive_ideal, head_cost_table
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mtl_tf.bench import contenders as C
 from mtl_tf.bench.flops import count_macs
-from mtl_tf.bench.timing import configure_tensorflow, percentiles, round_robin, runner_for, sequence
+from mtl_tf.bench.timing import configure_tensorflow, percentiles, round_robin_by_runtime, runner_for, sequence
 from mtl_tf.export.serving import export_serving_model
 from mtl_tf.export.tflite import convert_tflite
 from mtl_tf.recipe import load_recipe
@@ -61,10 +61,7 @@ def main() -> None:
     runners = {key: runner_for(key[0], p, args.threads, images[0]) for key, p in paths.items()}
     for rt in RUNTIMES:
         runners[rt, C.NAIVE] = sequence([runners[rt, t] for t in tasks])
-    p50 = {}
-    for rt in RUNTIMES:  # one runtime at a time, as the bench (their thread pools slow each other)
-        block = {key: run for key, run in runners.items() if key[0] == rt}
-        p50.update({key: percentiles(v)["p50"] for key, v in round_robin(block, args.runs, warmup=20, seed=0).items()})
+    p50 = {key: percentiles(v)["p50"] for key, v in round_robin_by_runtime(runners, args.runs, warmup=20).items()}
 
     multi_macs, trunk_macs = stats[C.MULTITASK]["macs"], stats[C.TRUNK]["macs"]
     naive_macs = sum(stats[t]["macs"] for t in tasks)

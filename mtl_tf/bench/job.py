@@ -14,7 +14,7 @@ from tqdm import tqdm
 from mtl_tf.bench import contenders as C
 from mtl_tf.bench.memory import peak_rss
 from mtl_tf.bench.report import MB, add_ratios, markdown, plot
-from mtl_tf.bench.timing import configure_tensorflow, percentiles, round_robin, runner_for, sequence
+from mtl_tf.bench.timing import configure_tensorflow, percentiles, round_robin_by_runtime, runner_for, sequence
 from mtl_tf.config import Recipe
 
 WEIGHTS_NOTE = {
@@ -62,16 +62,10 @@ def run_bench(
     runners = {
         (rt, name): sequence([single[rt, m] for m in C.members(recipe, name)]) for rt in runtimes for name in names
     }
-    # One runtime at a time (ratios are per runtime): interleaved with the other runtimes, every
-    # contender also met their thread pools, still spinning after a run, and ran about 2x slower
-    # with a p90 of 5-10x its p50 (tiny six-task model, fp32 LiteRT). Within a runtime, each round
-    # in its own order: in a fixed one, every contender always ran right after the same one, and
-    # whatever that predecessor leaves behind (spinning worker threads, caches) became a bias of
-    # that contender instead of noise shared by all.
-    samples = {}
-    for rt in runtimes:
-        log(f"timing {rt}")
-        samples.update(round_robin({k: run for k, run in runners.items() if k[0] == rt}, runs, warmup, seed=0))
+    # Within a runtime, each round in its own order: in a fixed one, every contender always ran
+    # right after the same one, and whatever that predecessor leaves behind (spinning worker
+    # threads, caches) became a bias of that contender instead of noise shared by all.
+    samples = round_robin_by_runtime(runners, runs, warmup, seed=0, log=log)
 
     log("peak RSS, one fresh process per model (two at a time: peak RSS does not depend on CPU load)")
     rss = _measure_rss(recipe, folder, runtimes, threads, memory_runs)

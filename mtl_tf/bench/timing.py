@@ -43,6 +43,24 @@ def round_robin(
     return times
 
 
+def round_robin_by_runtime(
+    runners: dict[tuple, Callable[[], object]], runs: int, warmup: int = 5, seed: int | None = 0, log=None
+) -> dict:
+    """`round_robin` over the runners keyed (runtime, ...), one runtime after the other.
+
+    Ratios are per runtime, and interleaving runtimes biased them: every contender also met the
+    other runtimes' thread pools, still spinning after a run, and ran about 2x slower with a p90
+    of 5-10x its p50 (tiny six-task model, fp32 LiteRT). Returns {key: [milliseconds per run]}.
+    """
+    times = {}
+    for runtime in dict.fromkeys(key[0] for key in runners):
+        if log:
+            log(f"timing {runtime}")
+        block = {key: run for key, run in runners.items() if key[0] == runtime}
+        times.update(round_robin(block, runs, warmup, seed=seed))
+    return times
+
+
 def sequence(runs: list[Callable[[], object]]) -> Callable[[], None]:
     """One runner that runs `runs` one after the other (the naive set on one image)."""
 

@@ -48,7 +48,8 @@ class MultitaskModel(keras.Model):
                 raise ValueError("a neck needs one shared last stage (split_last_stage=False)")
             neck_model = build_neck(trunk.channels, image_size, neck["type"], neck["channels"], neck.get("repeats", 1))
             taps = neck_model(taps)
-        taps = {k: TapCopy(name=f"tap_{k}")(v) for k, v in taps.items()}
+        copies = {k: TapCopy(name=f"tap_{k}") for k in taps}
+        taps = {k: copies[k](v) for k, v in taps.items()}
         outputs = {}
         for name, task in task_objects.items():
             c5 = taps["C5"] if shared_last is not None else trunk.last_stage()(taps["C4"])
@@ -59,7 +60,7 @@ class MultitaskModel(keras.Model):
         # Only what some head reaches is part of the model: a shared last stage (or a tap) that no
         # head reads has no variables in it, so the engine must not treat them as the trunk's.
         present = {id(layer) for layer in self.layers}
-        taps = {k: v for k, v in taps.items() if id(v._keras_history.operation) in present}
+        taps = {k: v for k, v in taps.items() if id(copies[k]) in present}
         if shared_last is not None and id(shared_last) not in present:
             shared_last = None
         trunk_layers = [trunk.lower] + ([shared_last] if shared_last is not None else [])
