@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, TINY_RECIPE
-from mtl_tf.train.cluster import ClusterError, Worker, cluster_config, current_worker, worker_folder
+from mtl_tf.train.cluster import ClusterError, Worker, cluster_config, current_worker, remove_scratch, worker_folder
 
 # Per replica 4 examples in both runs (batch norm sees the same batches); the engine sums the
 # gradients of 8 examples per step across the workers, or over two batches of 4 in one process.
@@ -106,6 +106,24 @@ def test_cluster_descriptions():
             cluster_config(bad, 0)
     with pytest.raises(ClusterError, match="not an index"):
         cluster_config(["a:1"], 1)
+
+
+@pytest.mark.parametrize("chief_first", [True, False])
+def test_no_scratch_folder_is_left_whichever_worker_finishes_last(tmp_path, chief_first):
+    (tmp_path / "metrics.json").write_text("{}")
+    chief, other = Worker(0, 2), Worker(1, 2)
+    scratch = worker_folder(tmp_path, other)
+    scratch.mkdir(parents=True)
+    if chief_first:
+        remove_scratch(tmp_path, chief)
+        (scratch / "model.keras").parent.mkdir(parents=True)  # the other worker is still saving
+        (scratch / "model.keras").write_text("weights")
+        remove_scratch(tmp_path, other)
+    else:
+        (scratch / "model.keras").write_text("weights")
+        remove_scratch(tmp_path, other)
+        remove_scratch(tmp_path, chief)
+    assert not (tmp_path / ".workers").exists() and (tmp_path / "metrics.json").is_file()
 
 
 def test_two_workers_train_as_one_process_on_the_whole_batch(tmp_path):

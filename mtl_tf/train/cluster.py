@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,3 +70,21 @@ def current_worker(environ=os.environ) -> Worker:
 def worker_folder(run: Path, worker: Worker) -> Path:
     """Where `worker` writes: the run folder for the chief, a scratch folder inside it for the others."""
     return Path(run) if worker.is_chief else Path(run) / WORKERS_FOLDER / f"worker-{worker.index}"
+
+
+def remove_scratch(run: Path, worker: Worker) -> None:
+    """Remove what `worker` wrote outside the run folder's own files, once it has finished.
+
+    The chief and the other workers finish in any order: the chief removes every scratch folder
+    there is, and a worker finishing later removes its own and then `.workers` if it is empty,
+    so whichever finishes last leaves no `.workers` behind.
+    """
+    scratch = Path(run) / WORKERS_FOLDER
+    if worker.is_chief:
+        shutil.rmtree(scratch, ignore_errors=True)
+        return
+    shutil.rmtree(worker_folder(run, worker), ignore_errors=True)
+    try:
+        scratch.rmdir()
+    except OSError:  # another worker's folder is still there, or the chief removed it already
+        pass

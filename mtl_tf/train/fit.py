@@ -10,7 +10,6 @@ at any moment resumes from its last complete backup.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from mtl_tf.report.plots import plot_curves, read_history
 from mtl_tf.train.callbacks import (
     BestCheckpoint, DWAUpdate, HistoryLog, RunBackup, StopOnNaN, TaskEvaluation, TaskPlateau, latest_snapshot,
 )
-from mtl_tf.train.cluster import WORKERS_FOLDER, Worker, current_worker, worker_folder
+from mtl_tf.train.cluster import Worker, current_worker, remove_scratch, worker_folder
 from mtl_tf.train.setup import compile_for_training, partial_label_defaults, training_data, uses_engine
 from mtl_tf.train.finetune import finetune_heads
 from mtl_tf.train.sampling import DynamicSampling
@@ -183,14 +182,14 @@ def run_fit(recipe: Recipe, out: str | Path | None = None, verbose="auto", extra
                    [evaluation, keras.callbacks.CSVLogger(str(own / "finetune_history.csv"))], verbose)
     save_model(model, own / "model.keras")  # every worker saves (it may involve collective ops)
     if not worker.is_chief:
-        shutil.rmtree(own, ignore_errors=True)
+        remove_scratch(run, worker)
         return run
     evaluators = evaluation.last_evaluators or run_evaluators(
         keras_infer(model), tasks, pipeline.evaluation_batches(val_examples, tasks, data.batch_size)
     )
     write_report(run, model, evaluators, val_examples, recipe, time.perf_counter() - started)
     atomic.retire(run / BACKUP)  # last: until here a rerun resumes and finishes the report
-    shutil.rmtree(run / WORKERS_FOLDER, ignore_errors=True)
+    remove_scratch(run, worker)
     return run
 
 
