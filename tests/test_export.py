@@ -82,6 +82,8 @@ def test_int8_artifacts_are_builtin_only_and_compute_in_int8(exports, variant):
     convs = [dtype for name, dtype in ops if name == "CONV_2D"]
     assert convs and set(convs) == {"INT8"}
     assert sum(dtype == "INT8" for _, dtype in ops) / len(ops) > 0.9, Counter(ops)
+    if variant == "int8":  # calibrated: FLOAT_OPS_IN_INT8 stay float (QAT's fake-quants set every op's type)
+        assert ("SOFTMAX", "FLOAT32") in ops and ("SOFTMAX", "INT8") not in ops
     inputs, outputs = _signature(path)
     assert inputs["image"]["dtype"] == np.uint8
     assert {d["dtype"] for d in outputs.values()} == {np.int8}
@@ -137,6 +139,21 @@ def test_int8_outputs_stay_close_to_the_float_model(exports, tiny_run, val_image
     # which rounds its fp32 requantization otherwise than LiteRT's builtin kernels: 0.0020 vs 0.0018)
     assert np.mean(np.abs(task.decode_boxes(int8_raw["detection"]["box_encodings"]) - boxes)) < 0.0025
     assert np.mean(np.abs(int8_raw["detection"]["scores"] - probs[..., 1:])) < 0.02
+
+
+@pytest.mark.parametrize("variant", ["float32", "int8"])
+def test_artifacts_never_join_box_encodings_and_logits(exports, tiny_run, variant):
+    """The artifact takes the head's box encodings and class logits before the head joins them into
+    its raw output [1, A, 4 + C + 1]: joined, they would share one int8 scale (the wider range's),
+    and the artifact would copy them twice (the join, then the split into outputs)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mtl_tf.inference import load_predictor
+
+    task = load_predictor(tiny_run).tasks["detection"]
+    raw_shape = [1, task.num_anchors, 4 + len(task.classes) + 1]
+    shapes = [t["shape"].tolist() for t in Interpreter(str(exports[0] / variant / "model.tflite")).get_tensor_details()]
+    assert [1, task.num_anchors, 4] in shapes and raw_shape not in shapes
 
 
 def test_int8_input_artifact_takes_pixel_minus_128_and_computes_the_same(exports, int8_input_export, val_images):

@@ -18,13 +18,20 @@ def output_name(task: str, kind: str) -> str:
     return f"{task}_{kind}"
 
 
-def serving_outputs(model, images, nms: bool = False, integer: bool = False) -> dict:
+def serving_heads(model) -> keras.Model:
+    """`model` (same layers and weights) with each task's `serving_head` as its output: e.g. the
+    detection head's box encodings and class logits before they are joined into its raw output,
+    so the artifact neither joins nor splits them and each gets its own int8 scale."""
+    return keras.Model(model.inputs, {name: task.serving_head(model) for name, task in model.tasks.items()})
+
+
+def serving_outputs(model, images, nms: bool = False, integer: bool = False, heads=None) -> dict:
     """{`<task>_<kind>`: tensor} of a multitask model on uint8 `images`; `integer`: for a
-    full-int8 artifact (see `Task.export_outputs`)."""
-    raw = model(images, training=False)
+    full-int8 artifact (see `Task.export_outputs`); `heads`: `serving_heads(model)`, if built."""
+    computed = (heads or serving_heads(model))(images, training=False)
     outputs = {}
     for name, task in model.tasks.items():
-        for kind, tensor in task.export_outputs(raw[name], nms, integer).items():
+        for kind, tensor in task.export_outputs(computed[name], nms, integer).items():
             outputs[output_name(name, kind)] = tensor
     return outputs
 
@@ -32,7 +39,8 @@ def serving_outputs(model, images, nms: bool = False, integer: bool = False) -> 
 def export_serving_model(model, folder: Path, nms: bool = False, int8_input: str | None = None) -> Path:
     """SavedModel with signature `serve`: image [1, H, W, 3] -> per-kind outputs; `int8_input`
     ("uint8" or "int8"): the graph of a full-int8 artifact (see `write_serve_signature`)."""
-    serve = lambda image: serving_outputs(model, image, nms, integer=int8_input is not None)  # noqa: E731
+    heads = serving_heads(model)
+    serve = lambda image: serving_outputs(model, image, nms, integer=int8_input is not None, heads=heads)  # noqa: E731
     return write_serve_signature(model, folder, serve, int8_input)
 
 

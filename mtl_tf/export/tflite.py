@@ -21,10 +21,14 @@ INT8_OUTPUT = tf.int8
 # The artifact's input type from the SavedModel's (see `write_serve_signature`): a uint8 image
 # stays uint8; a float image (pinned to the 0..255 grid) becomes int8, the pixel - 128.
 INT8_INPUT_FOR = {tf.uint8: tf.uint8, tf.float32: tf.int8}
-# Ops left in float inside full-int8 artifacts (TFLite's selective quantization): LiteRT runs an
-# int8 L2_NORMALIZATION (SSD's C3/C4 norms) on a slow reference kernel, XNNPACK on neither type.
-# In float it is faster and exact: ResNet-50 SSD detector 18.6 -> 16.2 ms (2 threads).
-FLOAT_OPS_IN_INT8 = ("L2_NORMALIZATION",)
+# Ops left in float inside full-int8 artifacts (TFLite's selective quantization), each faster and
+# more precise there, between a DEQUANTIZE and a QUANTIZE:
+# - L2_NORMALIZATION (SSD's C3/C4 norms): LiteRT runs it in int8 on a slow reference kernel,
+#   XNNPACK on neither type; ResNet-50 SSD detector 18.6 -> 16.2 ms (2 threads).
+# - SOFTMAX (the detector's class scores, classifiers): XNNPACK takes it in float only, so in int8
+#   it ran on LiteRT's single-threaded kernel: 0.48 ms for [8552, 21] scores against 0.14 in
+#   float; MobileNet SSDLite detector 3.97 -> 3.70 ms (2 threads, docs/bench/six_tasks.md).
+FLOAT_OPS_IN_INT8 = ("L2_NORMALIZATION", "SOFTMAX")
 
 
 class ExportError(RuntimeError):

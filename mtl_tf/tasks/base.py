@@ -137,6 +137,11 @@ class Task:
         raise NotImplementedError
 
     # -- export -----------------------------------------------------------------------
+    def serving_head(self, model):
+        """What of `model`'s graph (symbolic tensors) `export_outputs` starts from in an artifact:
+        the task's raw output, unless the head joins tensors of different kinds into it."""
+        return model.output[self.name]
+
     def export_outputs(self, raw, nms: bool = False, integer: bool = False) -> dict[str, tf.Tensor]:
         """The artifact's outputs of this task, one tensor per kind (so int8 scales stay sane),
         keyed by kind; the artifact names them `<task>_<kind>`. `nms`: post-process in graph.

@@ -214,6 +214,13 @@ class DetectionTask(Task):
         }
 
     # -- export -----------------------------------------------------------------------
+    def serving_head(self, model):
+        """The box encodings [B, A, 4] and class logits [B, A, C + 1] the head joins into its raw
+        output: joined, they would share one int8 scale (the logits' range, too coarse for the
+        encodings), and the artifact would copy them twice (the join, then the split)."""
+        encodings, logits = model.get_layer(f"{self.name}_raw").input
+        return {"encodings": encodings, "logits": logits}
+
     def export_outputs(self, raw, nms=False, integer=False):
         """Without `nms`: boxes [B, A, 4] (decoded, normalized yxyx) and class probabilities
         [B, A, C] (background dropped); for an `integer` artifact the undecoded `box_encodings`
@@ -222,11 +229,15 @@ class DetectionTask(Task):
         points on the quickstart; the encodings keep their precision and the app decodes them
         with the anchors and box_variance of metadata.json). With `nms` (batch 1 only): the same
         as `postprocess` (boxes [1, K, 4], scores [1, K], classes [1, K] int32, count [1] int32),
-        computed with builtin TFLite ops only."""
-        boxes, probs = self.decode(raw)
+        computed with builtin TFLite ops only. `raw`: the raw output, or `serving_head`'s parts."""
+        if isinstance(raw, dict):
+            encodings, logits = raw["encodings"], raw["logits"]
+        else:
+            encodings, logits = raw[..., :4], raw[..., 4:]
+        boxes, probs = self.decode_boxes(encodings), tf.nn.softmax(logits, axis=-1)
         if not nms:
             if integer:
-                return {"box_encodings": raw[..., :4], "scores": probs[..., 1:]}
+                return {"box_encodings": encodings, "scores": probs[..., 1:]}
             return {"boxes": boxes, "scores": probs[..., 1:]}
         if boxes.shape[0] != 1:
             raise ValueError(f"in-graph NMS needs a batch of 1. Received: batch={boxes.shape[0]}")
