@@ -61,6 +61,31 @@ def test_box_coder_round_trip():
     np.testing.assert_allclose(decoded.numpy(), boxes, atol=1e-5)
 
 
+def test_box_decode_is_the_ssd_formula_and_needs_no_slicing_in_tflite(tmp_path):
+    """Against the SSD decode written out in numpy, with a batch axis and sizes that hit the clip;
+    in TFLite it is elementwise ops and one matmul (no STRIDED_SLICE / PACK: XNNPACK runs it all)."""
+    from mtl_tf.export.tflite import tflite_ops
+    from mtl_tf.tasks.detection.boxes import MAX_LOG_SCALE
+
+    rng = np.random.default_rng(1)
+    anchors = np.concatenate([rng.uniform(0, 1, (64, 2)), rng.uniform(0.02, 0.9, (64, 2))], 1).astype(np.float32)
+    deltas = rng.normal(0, 3, (2, 64, 4)).astype(np.float32)
+    deltas[0, :4, 2:] = 1e4  # an untrained head's runaway sizes: clipped, never inf or nan
+    variance = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
+    t = deltas * variance
+    cy, cx = t[..., 0] * anchors[:, 2] + anchors[:, 0], t[..., 1] * anchors[:, 3] + anchors[:, 1]
+    h, w = (np.exp(np.minimum(t[..., 2:], MAX_LOG_SCALE)) * anchors[:, 2:]).transpose(2, 0, 1)
+    expected = np.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], -1)
+    np.testing.assert_allclose(decode_boxes(tf.constant(deltas), anchors, tuple(variance)).numpy(), expected,
+                               rtol=1e-6, atol=1e-6)
+
+    serve = tf.function(lambda d: decode_boxes(d, anchors, tuple(variance)), input_signature=[tf.TensorSpec([1, 64, 4])])
+    path = tmp_path / "decode.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], serve).convert())
+    ops = {name for name, _ in tflite_ops(path)}
+    assert "FULLY_CONNECTED" in ops and not ops & {"STRIDED_SLICE", "PACK", "GATHER"}, ops
+
+
 @pytest.fixture(scope="module")
 def task():
     cfg = DetectionConfig(classes=["a", "b", "c"], min_scale=0.1, feature_levels=4)

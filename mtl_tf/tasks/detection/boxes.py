@@ -65,12 +65,22 @@ def encode_boxes(boxes: tf.Tensor, anchors: tf.Tensor, variance) -> tf.Tensor:
     return deltas / variance
 
 
+# (cy - cy_anchor, cx - cx_anchor, h / 2, w / 2) @ _TO_CORNERS = (ymin, xmin, ymax, xmax) - centre.
+_TO_CORNERS = [[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0], [-1.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 1.0]]
+
+
 def decode_boxes(deltas: tf.Tensor, anchors: tf.Tensor, variance) -> tf.Tensor:
-    """Inverse of `encode_boxes`: regression outputs [.., A, 4] -> corner boxes [.., A, 4]."""
-    deltas = deltas * tf.constant(variance, tf.float32)
-    log_size = tf.minimum(deltas[..., 2:], MAX_LOG_SCALE)
-    cy = deltas[..., 0] * anchors[..., 2] + anchors[..., 0]
-    cx = deltas[..., 1] * anchors[..., 3] + anchors[..., 1]
-    h = tf.exp(log_size[..., 0]) * anchors[..., 2]
-    w = tf.exp(log_size[..., 1]) * anchors[..., 3]
-    return tf.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
+    """Inverse of `encode_boxes`: regression outputs [.., A, 4] -> corner boxes [.., A, 4].
+
+    Written without slicing or stacking the last axis (elementwise ops on whole [A, 4] tensors and
+    one 4x4 matmul), so that XNNPACK runs all of it in an artifact: the sliced form ran on LiteRT's
+    builtin kernels, 0.6 ms against 0.16 for 8552 anchors (2 threads)."""
+    anchors = tf.convert_to_tensor(anchors, tf.float32)
+    scaled = deltas * tf.constant(variance, tf.float32)
+    is_centre = tf.constant([1.0, 1.0, 0.0, 0.0])
+    # centre offsets in anchor units, then size ratios (clipped first: exp() of a centre column is
+    # computed too and multiplied by 0, so it must stay finite)
+    units = scaled * is_centre + tf.exp(tf.minimum(scaled, MAX_LOG_SCALE)) * (1.0 - is_centre)
+    sizes, centres = anchors[:, 2:], anchors[:, :2]
+    offsets = units * tf.concat([sizes, sizes / 2], -1)  # (dcy, dcx, h / 2, w / 2)
+    return tf.tensordot(offsets, tf.constant(_TO_CORNERS), 1) + tf.concat([centres, centres], -1)
