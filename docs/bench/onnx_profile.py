@@ -9,6 +9,8 @@ detection.onnx). Prints ms per run by (trunk or not, op type), then the 30 slowe
 import argparse
 import collections
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -26,13 +28,17 @@ def main() -> None:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.enable_profiling = True
+    folder = tempfile.mkdtemp(prefix="onnx_profile_")  # ORT writes its profile; not into the repository
+    options.profile_file_prefix = str(Path(folder) / "profile")
     session = ort.InferenceSession(args.artifact, options, providers=["CPUExecutionProvider"])
     (image,) = session.get_inputs()
     feed = {image.name: np.zeros([d if isinstance(d, int) else 1 for d in image.shape], np.uint8)}
     for _ in range(args.runs):
         session.run(None, feed)
-    with open(session.end_profiling()) as f:
-        events = [e for e in json.load(f) if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    profile = Path(session.end_profiling())
+    events = [e for e in json.loads(profile.read_text()) if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    profile.unlink()
+    Path(folder).rmdir()
     per_node = collections.defaultdict(float)
     for e in events:
         per_node[e["name"].removesuffix("_kernel_time"), e["args"].get("op_name")] += e["dur"] / args.runs / 1000
