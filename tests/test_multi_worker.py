@@ -116,7 +116,7 @@ def test_no_scratch_folder_is_left_whichever_worker_finishes_last(tmp_path, chie
     scratch.mkdir(parents=True)
     if chief_first:
         remove_scratch(tmp_path, chief)
-        (scratch / "model.keras").parent.mkdir(parents=True)  # the other worker is still saving
+        scratch.mkdir(parents=True)  # the other worker is still saving
         (scratch / "model.keras").write_text("weights")
         remove_scratch(tmp_path, other)
     else:

@@ -179,9 +179,10 @@ class DetectionTask(Task):
                         cfg.classification_loss, cfg.focal_gamma, cfg.focal_alpha)
 
     def decode(self, raw):
-        """Raw output -> (boxes [B, A, 4] normalized yxyx, class probabilities [B, A, C + 1])."""
-        raw = tf.convert_to_tensor(raw, tf.float32)
-        return self.decode_boxes(raw[..., :4]), tf.nn.softmax(raw[..., 4:], axis=-1)
+        """Raw output (or `serving_head`'s parts) -> (boxes [B, A, 4] normalized yxyx, class
+        probabilities [B, A, C + 1])."""
+        encodings, logits = _encodings_and_logits(raw)
+        return self.decode_boxes(encodings), tf.nn.softmax(logits, axis=-1)
 
     def decode_boxes(self, encodings):
         """Box encodings [B, A, 4] -> boxes [B, A, 4] normalized yxyx, clipped to [0, 1]."""
@@ -230,14 +231,10 @@ class DetectionTask(Task):
         with the anchors and box_variance of metadata.json). With `nms` (batch 1 only): the same
         as `postprocess` (boxes [1, K, 4], scores [1, K], classes [1, K] int32, count [1] int32),
         computed with builtin TFLite ops only. `raw`: the raw output, or `serving_head`'s parts."""
-        if isinstance(raw, dict):
-            encodings, logits = raw["encodings"], raw["logits"]
-        else:
-            encodings, logits = raw[..., :4], raw[..., 4:]
-        boxes, probs = self.decode_boxes(encodings), tf.nn.softmax(logits, axis=-1)
+        boxes, probs = self.decode(raw)
         if not nms:
             if integer:
-                return {"box_encodings": encodings, "scores": probs[..., 1:]}
+                return {"box_encodings": _encodings_and_logits(raw)[0], "scores": probs[..., 1:]}
             return {"boxes": boxes, "scores": probs[..., 1:]}
         if boxes.shape[0] != 1:
             raise ValueError(f"in-graph NMS needs a batch of 1. Received: batch={boxes.shape[0]}")
@@ -359,6 +356,15 @@ class DetectionTask(Task):
             self.classes,
             None if scores is None else np.asarray(scores)[keep],
         )
+
+
+def _encodings_and_logits(raw):
+    """(box encodings [B, A, 4], class logits [B, A, C + 1]) of the head's raw output, or of the
+    parts `DetectionTask.serving_head` takes before the head joins them."""
+    if isinstance(raw, dict):
+        return raw["encodings"], raw["logits"]
+    raw = tf.convert_to_tensor(raw, tf.float32)
+    return raw[..., :4], raw[..., 4:]
 
 
 def per_class_nms(boxes, scores, cfg: DetectionConfig) -> dict:
