@@ -352,9 +352,10 @@ def bench(recipe, json_path, runs, warmup, threads, runtimes, calibration, out, 
               help="run: every run trains the recipe's steps; system: the multitask runs train the steps of "
               "all single-task runs together (the set they replace).")
 @click.option("--variants", default="", metavar="V1,V2+V3,...",
-              help="Variants of plain multitask to add, each a '+'-joined set of remedies (focal, balanced, ohem, "
-              "normalized, pcgrad, cagrad, distill: teachers are the study's single-task runs) or task sampling "
-              "weights (uniform, proportional, annealed, dynamic: needs mixing mode sample or per_batch_task).")
+              help="Variants of plain multitask to add, each a '+'-joined set of remedies (focal, sigmoid, "
+              "sigmoid_focal, balanced, ohem, normalized, pcgrad, cagrad, distill: teachers are the study's "
+              "single-task runs) or task sampling weights (uniform, proportional, annealed, dynamic: needs mixing "
+              "mode sample or per_batch_task).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any recipe key (repeatable).")
 def study(recipe, out, epochs, steps_per_epoch, budget, variants, overrides):
     """Each task's single-task model, plain multitask, engine multitask and the --variants on RECIPE, same budget."""

@@ -134,11 +134,11 @@ def test_int8_outputs_stay_close_to_the_float_model(exports, tiny_run, val_image
     keras_mask = np.argmax(keras_raw["segmentation"], -1)
     assert np.mean(np.argmax(int8_raw["segmentation"]["logits"], -1) == keras_mask) > 0.9
     task = keras_model.tasks["detection"]
-    boxes, probs = task.decode(keras_raw["detection"])
+    boxes, scores = task.decode(keras_raw["detection"])
     # decoded in float from int8 encodings: well under the 1/255 step of an int8 [0, 1] box (XNNPACK,
     # which rounds its fp32 requantization otherwise than LiteRT's builtin kernels: 0.0020 vs 0.0018)
     assert np.mean(np.abs(task.decode_boxes(int8_raw["detection"]["box_encodings"]) - boxes)) < 0.0025
-    assert np.mean(np.abs(int8_raw["detection"]["scores"] - probs[..., 1:])) < 0.02
+    assert np.mean(np.abs(int8_raw["detection"]["scores"] - scores)) < 0.02
 
 
 @pytest.mark.parametrize("variant", ["float32", "int8"])
@@ -238,12 +238,12 @@ def test_onnx_runs_in_onnxruntime_and_matches_keras(exports, nms_exports, tiny_r
     names = [o.name for o in session.get_outputs()]
     assert set(names) == PER_KIND
     raw = keras_model.infer(val_images[:2])
-    boxes, probs = keras_model.tasks["detection"].decode(raw["detection"])
+    boxes, scores = keras_model.tasks["detection"].decode(raw["detection"])
     for i in range(2):
         out = dict(zip(names, session.run(names, {"image": val_images[i:i + 1]})))
         np.testing.assert_allclose(out["segmentation_logits"], raw["segmentation"][i:i + 1], atol=1e-3, rtol=1e-3)
         np.testing.assert_allclose(out["detection_boxes"], boxes[i:i + 1], atol=1e-4)
-        np.testing.assert_allclose(out["detection_scores"], probs[i:i + 1, :, 1:], atol=1e-4)
+        np.testing.assert_allclose(out["detection_scores"], scores[i:i + 1], atol=1e-4)
     session = ort.InferenceSession(str(nms_exports / "onnx_nms" / "model.onnx"), providers=["CPUExecutionProvider"])
     expected = keras_model.predict(val_images[:1])["detection"]
     out = {o.name: v for o, v in zip(session.get_outputs(), session.run(None, {"image": val_images[:1]}))}

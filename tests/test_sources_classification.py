@@ -151,7 +151,9 @@ def test_classification_and_multilabel_train_predict_export_and_inspect(tmp_path
     assert set(outputs) == {"colour_probabilities", "tags_probabilities"}
     assert all(o["dtype"] == "int8" and o["quantization"]["scale"] > 0 for o in outputs.values())
 
-    result = _invoke("data", "inspect", tmp_path / "cls.yaml", "--split", "train", "--json", tmp_path / "stats.json")
+    result = _invoke("data", "inspect", tmp_path / "cls.yaml", "--split", "train", "--json", tmp_path / "stats.json",
+                     "--plot", tmp_path / "cls-data.png")
+    assert (tmp_path / "cls-data.png").stat().st_size > 0
     assert "colour images per class: alpha 12, beta 12, gamma 12" in result.output
     stats = json.loads((tmp_path / "stats.json").read_text())
     tag_stats = [e["tasks"]["tags"] for e in stats if "tags" in e["tasks"] and e["labelled"]["tags"]][0]

@@ -130,10 +130,12 @@ def test_a_study_folder_of_another_budget_is_not_reused(tmp_path):
 
 def test_remedy_variants_change_only_their_settings(tmp_path):
     recipe = load_recipe(TINY_RECIPE, ["train.epochs=2"])
-    variants = study_variants(recipe, "system", ["focal", "pcgrad", "balanced+normalized+distill"], tmp_path)
+    variants = study_variants(recipe, "system", ["focal", "sigmoid", "pcgrad", "balanced+normalized+distill"],
+                              tmp_path)
     assert "multitask_engine" not in variants  # the recipe sets no engine key: it would be plain again
     plain, focal, pcgrad = variants["multitask_plain"], variants["multitask_focal"], variants["multitask_pcgrad"]
     assert focal.tasks["detection"].classification_loss == "focal" and plain.tasks["detection"].classification_loss == "softmax"
+    assert variants["multitask_sigmoid"].tasks["detection"].classification_loss == "sigmoid"
     assert focal.train.epochs == plain.train.epochs == 4 and not focal.train.engine_enabled()
     assert pcgrad.train.gradient_surgery == "pcgrad" and pcgrad.train.accumulate == {"detection": 1, "segmentation": 1}
     combo = variants["multitask_balanced+normalized+distill"]

@@ -52,6 +52,8 @@ def _engine(**keys):
 # Remedy override sets of issue 17 (applied to the plain multitask recipe); `out`: the study folder.
 REMEDIES = {
     "focal": lambda raw, out: _set_task_key(raw, "detection", "classification_loss", "focal"),
+    "sigmoid": lambda raw, out: _set_task_key(raw, "detection", "classification_loss", "sigmoid"),
+    "sigmoid_focal": lambda raw, out: _set_task_key(raw, "detection", "classification_loss", "sigmoid_focal"),
     "balanced": lambda raw, out: _set_task_key(raw, "segmentation", "loss", "balanced"),
     "ohem": lambda raw, out: _set_task_key(raw, "segmentation", "loss", "ohem"),
     "normalized": _engine(balance={"method": "normalized"}),

@@ -4,7 +4,7 @@
 `ssdlite`: the MobileNetV2/V3 SSDLite head, depthwise-separable throughout: extra stages
 1x1 conv (half channels) -> 3x3 depthwise stride 2 -> 1x1 conv, and predictors 3x3 depthwise +
 BN + ReLU6 -> 1x1 conv; a fraction of the SSD head's MACs, for mobile trunks.
-Both give the same raw output [B, A, 4 + num_classes + 1] for the same config.
+Both give the same raw output [B, A, 4 + num_logits] for the same config.
 """
 
 from __future__ import annotations
@@ -20,13 +20,16 @@ def build_ssd_head(
     features: dict,
     num_levels: int,
     boxes_per_location: list[int],
-    num_classes: int,
+    num_logits: int,
     extra_channels: int,
     l2_normalized_levels: int,
     name: str = "detection",
     head: str = "ssd",
+    logit_bias: float = 0.0,
 ):
-    """Raw SSD output [B, A, 4 + num_classes + 1]: box regression, then class logits (0 = background).
+    """Raw SSD output [B, A, 4 + num_logits]: box regression, then class logits (C + 1 with a
+    background column 0 for softmax scores, C for sigmoid scores), their biases initialized to
+    `logit_bias`.
 
     Levels are the taps C3, C4, C5 followed by `num_levels - 3` extra stride-2 stages on C5
     (`head` picks their kind and the predictors'). The first `l2_normalized_levels` levels are
@@ -45,9 +48,10 @@ def build_ssd_head(
         if k < l2_normalized_levels:
             feature = L2Normalization(name=f"{name}_l2norm{k}")(feature)
         loc = predict(feature, per_location * 4, name=f"{name}_box{k}")
-        cls = predict(feature, per_location * (num_classes + 1), name=f"{name}_cls{k}")
+        cls = predict(feature, per_location * num_logits, name=f"{name}_cls{k}",
+                      bias_initializer=keras.initializers.Constant(logit_bias))
         boxes.append(keras.layers.Reshape((-1, 4), name=f"{name}_box{k}_flat")(loc))
-        logits.append(keras.layers.Reshape((-1, num_classes + 1), name=f"{name}_cls{k}_flat")(cls))
+        logits.append(keras.layers.Reshape((-1, num_logits), name=f"{name}_cls{k}_flat")(cls))
     boxes = keras.layers.Concatenate(axis=1, name=f"{name}_boxes")(boxes)
     logits = keras.layers.Concatenate(axis=1, name=f"{name}_logits")(logits)
     return keras.layers.Concatenate(axis=-1, name=f"{name}_raw")([boxes, logits])
@@ -57,8 +61,8 @@ def _ssd_extra(x, channels: int, name: str):
     return residual_block(x, channels, 2, name=name, bottleneck=True)
 
 
-def _ssd_predictor(feature, filters: int, name: str):
-    return keras.layers.Conv2D(filters, 3, padding="same", name=name)(feature)
+def _ssd_predictor(feature, filters: int, name: str, bias_initializer="zeros"):
+    return keras.layers.Conv2D(filters, 3, padding="same", name=name, bias_initializer=bias_initializer)(feature)
 
 
 def _ssdlite_extra(x, channels: int, name: str):
@@ -67,6 +71,6 @@ def _ssdlite_extra(x, channels: int, name: str):
     return conv_bn_relu(x, channels, 1, name=f"{name}_c", relu_max=6.0)
 
 
-def _ssdlite_predictor(feature, filters: int, name: str):
+def _ssdlite_predictor(feature, filters: int, name: str, bias_initializer="zeros"):
     x = depthwise_bn_relu(feature, 3, name=f"{name}_dw")
-    return keras.layers.Conv2D(filters, 1, name=name)(x)
+    return keras.layers.Conv2D(filters, 1, name=name, bias_initializer=bias_initializer)(x)

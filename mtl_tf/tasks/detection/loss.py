@@ -1,5 +1,7 @@
 """SSD multibox loss: smooth-L1 on matched boxes + a classification loss: softmax cross-entropy
-with hard negative mining (SSD), or softmax focal loss over every anchor (Lin et al. 2017)."""
+with hard negative mining (SSD), softmax focal loss over every anchor, or with one sigmoid per
+object class and no background column: binary cross-entropy with the same mining, or RetinaNet's
+sigmoid focal loss over every anchor (Lin et al. 2017)."""
 
 from __future__ import annotations
 
@@ -44,6 +46,22 @@ def focal_cross_entropy(labels: tf.Tensor, logits: tf.Tensor, gamma: float = 2.0
     return loss
 
 
+def sigmoid_focal_cross_entropy(labels: tf.Tensor, logits: tf.Tensor, gamma: float = 2.0,
+                                alpha: float | None = 0.25) -> tf.Tensor:
+    """RetinaNet's focal loss per anchor, summed over the C object classes: `logits` [..., C] are
+    one sigmoid per class, `labels` [...] the target class with 0 = background (every class
+    negative). Per class -a (1 - p_t)^gamma log p_t, a = alpha for the target class and 1 - alpha
+    for the others (1 when alpha is None)."""
+    targets = tf.one_hot(labels - 1, tf.shape(logits)[-1], dtype=logits.dtype)  # background: all 0
+    loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
+    if gamma:  # skipped at 0: the gradient of (1 - p_t)^0 is NaN where p_t rounds to 1
+        p = tf.sigmoid(logits)
+        loss = loss * tf.pow(1.0 - (targets * p + (1.0 - targets) * (1.0 - p)), gamma)
+    if alpha is not None:
+        loss = loss * (targets * alpha + (1.0 - targets) * (1.0 - alpha))
+    return tf.reduce_sum(loss, axis=-1)
+
+
 def ssd_loss(
     y_true: tf.Tensor,
     y_pred: tf.Tensor,
@@ -58,12 +76,14 @@ def ssd_loss(
 
     y_true [B, A, 5]: encoded box targets and the target class (0 = background, < 0 = ignored:
     the anchor is neither object nor background, e.g. matched to a difficult box).
-    y_pred [B, A, 4 + C + 1]: the head's raw output.
+    y_pred [B, A, 4 + C + 1]: the head's raw output (4 + C for "sigmoid_focal": no background).
     sample_weight [B]: 1 for images labelled for detection, 0 for the others; it weights
     every anchor term through Keras' per-element sample weights, so an unlabelled image
     contributes exactly zero loss and zero gradient.
-    classification: "softmax" (cross-entropy on positives and 3:1 mined negatives) or "focal"
-    (`focal_cross_entropy` with `gamma`, `alpha` on every anchor that is not ignored).
+    classification: "softmax" (cross-entropy on positives and 3:1 mined negatives), "focal"
+    (`focal_cross_entropy` with `gamma`, `alpha` on every anchor that is not ignored), "sigmoid"
+    (binary cross-entropy summed over the classes, mined like "softmax") or "sigmoid_focal"
+    (`sigmoid_focal_cross_entropy` on every anchor that is not ignored).
     """
     labelled = tf.cast(tf.reshape(sample_weight, [-1]), tf.float32)
     target_class = tf.cast(y_true[..., 4], tf.int32)
@@ -73,19 +93,19 @@ def ssd_loss(
     # Huber reduces the 4 coordinates by their mean; SSD sums them.
     box_loss = 4.0 * _smooth_l1(y_true[..., :4], y_pred[..., :4], sample_weight=positives)
     logits = y_pred[..., 4:]
+    anchors = labelled[:, None] * (1.0 - ignored)
     if classification == "focal":
-        anchors = labelled[:, None] * (1.0 - ignored)
         class_loss = focal_cross_entropy(target_class, logits, gamma, alpha) * anchors
-    elif classification == "softmax":
-        class_loss = _mined_cross_entropy(target_class, logits, positives, labelled, ignored, neg_pos_ratio, min_negatives)
+    elif classification == "sigmoid_focal":
+        class_loss = sigmoid_focal_cross_entropy(target_class, logits, gamma, alpha) * anchors
+    elif classification in ("softmax", "sigmoid"):
+        per_anchor = (_cross_entropy(target_class, logits) if classification == "softmax"
+                      else sigmoid_focal_cross_entropy(target_class, logits, gamma=0.0, alpha=None))
+        negatives = hard_negatives(tf.stop_gradient(per_anchor), positives, labelled, neg_pos_ratio, min_negatives,
+                                   ignored)
+        class_loss = per_anchor * (positives + negatives)
     else:
-        raise ValueError(f"unknown classification loss {classification!r}; choose softmax or focal")
+        raise ValueError(f"unknown classification loss {classification!r}; choose softmax, focal, sigmoid or "
+                         "sigmoid_focal")
     normalizer = tf.maximum(tf.reduce_sum(positives), 1.0)
     return (tf.reduce_sum(box_loss) + tf.reduce_sum(class_loss)) / normalizer
-
-
-def _mined_cross_entropy(target_class, logits, positives, labelled, ignored, neg_pos_ratio, min_negatives):
-    """Cross-entropy on the positives and the hardest negatives (per anchor, zero elsewhere)."""
-    ranking = tf.stop_gradient(_cross_entropy(target_class, logits))
-    negatives = hard_negatives(ranking, positives, labelled, neg_pos_ratio, min_negatives, ignored)
-    return _cross_entropy(target_class, logits, sample_weight=positives + negatives)

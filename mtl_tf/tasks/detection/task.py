@@ -41,10 +41,15 @@ class DetectionConfig(ClassTaskConfig):
     match_iou: float = Field(0.5, gt=0, le=1)
     neg_pos_ratio: float = Field(3.0, gt=0)
     min_negatives: int = Field(0, ge=0, description="hard negatives per labelled image with no object")
-    classification_loss: Literal["softmax", "focal"] = Field(
+    classification_loss: Literal["softmax", "focal", "sigmoid", "sigmoid_focal"] = Field(
         "softmax", description="softmax: cross-entropy with hard negative mining (SSD); focal: softmax focal "
-        "loss on every anchor (Lin et al. 2017), no mining"
+        "loss on every anchor (Lin et al. 2017), no mining. One sigmoid per class and no background logit "
+        "(the scores need no softmax at inference): sigmoid: binary cross-entropy with SSD's mining; "
+        "sigmoid_focal: sigmoid focal loss on every anchor (RetinaNet)"
     )
+    prior_probability: float = Field(0.01, gt=0, lt=1, description="sigmoid losses: every class's score at "
+                                      "initialization (RetinaNet's prior; keeps the background anchors' "
+                                      "loss from swamping the first steps)")
     focal_gamma: float = Field(2.0, ge=0, description="focal loss focusing exponent (0: cross-entropy)")
     focal_alpha: float | None = Field(0.25, gt=0, lt=1, description="focal weight of object classes "
                                       "(background: 1 - alpha); null: no class weighting")
@@ -68,6 +73,11 @@ class DetectionConfig(ClassTaskConfig):
             )
         return self
 
+    @property
+    def background_logit(self) -> bool:
+        """Whether the class logits have a background column 0 (softmax losses) or not (sigmoid)."""
+        return self.classification_loss not in ("sigmoid", "sigmoid_focal")
+
     def per_level_ratios(self) -> list[list[float]]:
         if self.aspect_ratios and isinstance(self.aspect_ratios[0], list):
             return [list(r) for r in self.aspect_ratios]
@@ -75,7 +85,8 @@ class DetectionConfig(ClassTaskConfig):
 
 
 class DetectionTask(Task):
-    """Boxes of `classes`; raw output [B, A, 4 + C + 1] (box deltas, then logits, 0 = background)."""
+    """Boxes of `classes`; raw output [B, A, 4 + C + 1] (box deltas, then logits, 0 = background),
+    or [B, A, 4 + C] with a sigmoid `classification_loss` (one sigmoid per class)."""
 
     type: ClassVar[str] = "detection"
     Config: ClassVar = DetectionConfig
@@ -162,15 +173,17 @@ class DetectionTask(Task):
         if got != expected:
             raise ValueError(f"backbone taps have sizes {got}, the anchors assume {expected}")
         cfg = self.config
+        prior = cfg.prior_probability
         return build_ssd_head(
             features,
             num_levels=cfg.feature_levels,
             boxes_per_location=self.boxes_per_location,
-            num_classes=len(self.classes),
+            num_logits=len(self.classes) + cfg.background_logit,
             extra_channels=cfg.extra_channels,
             l2_normalized_levels=cfg.l2_normalized_levels,
             name=self.name,
             head=cfg.head,
+            logit_bias=0.0 if cfg.background_logit else float(np.log(prior / (1 - prior))),
         )
 
     def loss(self, y_true, y_pred, sample_weight):
@@ -180,9 +193,13 @@ class DetectionTask(Task):
 
     def decode(self, raw):
         """Raw output (or `serving_head`'s parts) -> (boxes [B, A, 4] normalized yxyx, class
-        probabilities [B, A, C + 1])."""
+        scores [B, A, C]: softmax probabilities without the background's, or sigmoids)."""
         encodings, logits = _encodings_and_logits(raw)
-        return self.decode_boxes(encodings), tf.nn.softmax(logits, axis=-1)
+        if self.config.background_logit:
+            scores = tf.nn.softmax(logits, axis=-1)[..., 1:]
+        else:
+            scores = tf.sigmoid(logits)
+        return self.decode_boxes(encodings), scores
 
     def decode_boxes(self, encodings):
         """Box encodings [B, A, 4] -> boxes [B, A, 4] normalized yxyx, clipped to [0, 1]."""
@@ -192,8 +209,7 @@ class DetectionTask(Task):
 
     def postprocess(self, raw):
         """Per-class NMS -> boxes [B, K, 4], scores [B, K], classes [B, K], num_detections [B]."""
-        boxes, probs = self.decode(raw)
-        return self.nms(boxes, probs[..., 1:])
+        return self.nms(*self.decode(raw))
 
     def nms(self, boxes, scores):
         """Per-class NMS of decoded boxes [B, A, 4] with class scores [B, A, C] (no background)."""
@@ -216,29 +232,29 @@ class DetectionTask(Task):
 
     # -- export -----------------------------------------------------------------------
     def serving_head(self, model):
-        """The box encodings [B, A, 4] and class logits [B, A, C + 1] the head joins into its raw
+        """The box encodings [B, A, 4] and class logits [B, A, C (+ 1)] the head joins into its raw
         output: joined, they would share one int8 scale (the logits' range, too coarse for the
         encodings), and the artifact would copy them twice (the join, then the split)."""
         encodings, logits = model.get_layer(f"{self.name}_raw").input
         return {"encodings": encodings, "logits": logits}
 
     def export_outputs(self, raw, nms=False, integer=False):
-        """Without `nms`: boxes [B, A, 4] (decoded, normalized yxyx) and class probabilities
-        [B, A, C] (background dropped); for an `integer` artifact the undecoded `box_encodings`
+        """Without `nms`: boxes [B, A, 4] (decoded, normalized yxyx) and class scores [B, A, C]
+        (`decode`'s); for an `integer` artifact the undecoded `box_encodings`
         [B, A, 4] instead of boxes (decoded in int8, a box moves by up to a quantization step of
         the [0, 1] range, ~1/255 of the image, which costs small objects their IoU: 4.6 mAP
         points on the quickstart; the encodings keep their precision and the app decodes them
         with the anchors and box_variance of metadata.json). With `nms` (batch 1 only): the same
         as `postprocess` (boxes [1, K, 4], scores [1, K], classes [1, K] int32, count [1] int32),
         computed with builtin TFLite ops only. `raw`: the raw output, or `serving_head`'s parts."""
-        boxes, probs = self.decode(raw)
+        boxes, scores = self.decode(raw)
         if not nms:
             if integer:
-                return {"box_encodings": _encodings_and_logits(raw)[0], "scores": probs[..., 1:]}
-            return {"boxes": boxes, "scores": probs[..., 1:]}
+                return {"box_encodings": _encodings_and_logits(raw)[0], "scores": scores}
+            return {"boxes": boxes, "scores": scores}
         if boxes.shape[0] != 1:
             raise ValueError(f"in-graph NMS needs a batch of 1. Received: batch={boxes.shape[0]}")
-        out = per_class_nms(boxes[0], probs[0, :, 1:], self.config)
+        out = per_class_nms(boxes[0], scores[0], self.config)
         return {k: v[None] for k, v in out.items()}
 
     def postprocess_exported(self, outputs):
@@ -359,7 +375,7 @@ class DetectionTask(Task):
 
 
 def _encodings_and_logits(raw):
-    """(box encodings [B, A, 4], class logits [B, A, C + 1]) of the head's raw output, or of the
+    """(box encodings [B, A, 4], class logits [B, A, C (+ 1)]) of the head's raw output, or of the
     parts `DetectionTask.serving_head` takes before the head joins them."""
     if isinstance(raw, dict):
         return raw["encodings"], raw["logits"]
