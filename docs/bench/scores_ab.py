@@ -13,7 +13,7 @@ from mtl_tf.bench import contenders as C
 from mtl_tf.bench.timing import configure_tensorflow, percentiles, round_robin_by_runtime, runner_for, sequence
 from mtl_tf.recipe import load_recipe
 
-VARIANTS = ("softmax", "sigmoid_focal")
+VARIANTS = ("softmax", "sigmoid")
 RUNTIMES = ("tflite_fp32", "tflite_int8", "onnx")
 THREADS = 2
 

@@ -204,7 +204,7 @@ class DetectionTask(Task):
     def decode_boxes(self, encodings):
         """Box encodings [B, A, 4] -> boxes [B, A, 4] normalized yxyx, clipped to [0, 1]."""
         encodings = tf.convert_to_tensor(encodings, tf.float32)
-        boxes = decode_boxes(encodings, tf.constant(self.anchors), self.config.box_variance)
+        boxes = decode_boxes(encodings, self.anchors, self.config.box_variance)
         return tf.clip_by_value(boxes, 0.0, 1.0)
 
     def postprocess(self, raw):
