@@ -136,3 +136,14 @@ def test_segmentation_output_stride_gives_the_full_resolution_model_after_the_lo
     agree = np.mean(np.argmax(raw_full, -1) == mask.numpy())
     assert agree > 0.8, agree
     assert task.export_parameters()["output_stride"] == 4
+
+
+def test_l2_normalization_is_ssds_channel_norm_times_scale():
+    """x / ||x|| over channels, times the per-channel scale (written as mean(x * x) * C so that
+    TFLite does not fuse it into L2_NORMALIZATION, which XNNPACK does not run)."""
+    from mtl_tf.model.layers import L2Normalization
+
+    x = np.random.default_rng(0).normal(0, 3, (2, 5, 4, 16)).astype(np.float32)
+    layer = L2Normalization(scale_init=20.0)
+    expected = 20.0 * x / np.linalg.norm(x, axis=-1, keepdims=True)
+    np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-5, atol=1e-5)

@@ -1,7 +1,8 @@
 """SSD's L2 normalization in a full-int8 artifact, four ways (README Benchmark): an int8 predictor
 conv (3x3, 63 outputs) on a 20x20x512 map (ResNet-50's C3 at 160x160) alone, and after the L2
-norm as shipped (`L2_NORMALIZATION` kept float, LiteRT's builtin kernel), written with
-MEAN / RSQRT / MUL all in int8, and the same kept float (XNNPACK takes it). Prints each graph's
+norm as `L2_NORMALIZATION` kept float (the form before ARTIFACT_FORMAT 10: LiteRT's builtin
+kernel), written with MEAN / RSQRT / MUL all in int8, and the same kept float (XNNPACK takes it;
+the form `L2Normalization` and `FLOAT_LAYERS_IN_INT8` now give). Prints each graph's
 ops, its mean relative error against the float graph, and p50 latency (LiteRT, 2 threads,
 round-robin, 250 timed rounds).
 
@@ -22,7 +23,7 @@ KERNEL = tf.constant(rng.normal(0, 0.05, (3, 3, 512, 63)).astype(np.float32))
 SCALE = tf.constant(np.full(512, 20.0, np.float32))
 
 
-def shipped(x):  # the converter fuses this into L2_NORMALIZATION
+def fused(x):  # the converter fuses this into L2_NORMALIZATION
     return x * tf.math.rsqrt(tf.reduce_sum(tf.square(x), -1, keepdims=True) + 1e-10) * SCALE
 
 
@@ -32,9 +33,9 @@ def via_mean(x):  # MUL, MEAN, MUL, ADD, RSQRT, MUL: no fusion
 
 VARIANTS = {  # name: (graph before the conv, ops kept float)
     "conv alone": (lambda x: x, ()),
-    "L2_NORMALIZATION float (shipped)": (shipped, ("L2_NORMALIZATION",)),
+    "L2_NORMALIZATION float (before)": (fused, ("L2_NORMALIZATION",)),
     "mean form, int8": (via_mean, ()),
-    "mean form, float": (via_mean, ("MEAN", "RSQRT", "MUL", "ADD")),
+    "mean form, float (shipped)": (via_mean, ("MEAN", "RSQRT", "MUL", "ADD")),
 }
 
 

@@ -72,11 +72,12 @@ def build_models(recipe: Recipe) -> dict:
 
 
 # Bumped whenever the conversion changes, so cached artifacts of an older conversion are not timed.
-ARTIFACT_FORMAT = 9  # 2: fixed batch-1 signature; 3: float model input; 4: int8 input CAST + QUANTIZE; 5: float L2 norm;
+ARTIFACT_FORMAT = 10  # 2: fixed batch-1 signature; 3: float model input; 4: int8 input CAST + QUANTIZE; 5: float L2 norm;
 # 6: multitask and single-task models through export's serving graph (per-kind outputs);
 # 7: single-task models and the trunk carry the recipe's neck (ONNX artifacts added without a bump);
 # 8: the detector's outputs taken before its raw join, softmax float in int8, box decode without slices
 # 9: box decode without operands broadcast along the last axis alone
+# 10: SSD L2 norms as mean / rsqrt / products, kept float in int8 (XNNPACK runs them)
 
 
 def artifact_folder(recipe: Recipe, out: Path, calibration: int) -> Path:

@@ -21,14 +21,19 @@ INT8_OUTPUT = tf.int8
 # The artifact's input type from the SavedModel's (see `write_serve_signature`): a uint8 image
 # stays uint8; a float image (pinned to the 0..255 grid) becomes int8, the pixel - 128.
 INT8_INPUT_FOR = {tf.uint8: tf.uint8, tf.float32: tf.int8}
-# Ops left in float inside full-int8 artifacts (TFLite's selective quantization), each faster and
-# more precise there, between a DEQUANTIZE and a QUANTIZE:
-# - L2_NORMALIZATION (SSD's C3/C4 norms): LiteRT runs it in int8 on a slow reference kernel,
-#   XNNPACK on neither type; ResNet-50 SSD detector 18.6 -> 16.2 ms (2 threads).
+# Ops left in float inside full-int8 artifacts (TFLite's selective quantization), faster and more
+# precise there, between a DEQUANTIZE and a QUANTIZE:
 # - SOFTMAX (the detector's class scores, classifiers): XNNPACK takes it in float only, so in int8
 #   it ran on LiteRT's single-threaded kernel: 0.48 ms for [8552, 21] scores against 0.14 in
 #   float; MobileNet SSDLite detector 3.97 -> 3.70 ms (2 threads, docs/bench/six_tasks.md).
-FLOAT_OPS_IN_INT8 = ("L2_NORMALIZATION", "SOFTMAX")
+FLOAT_OPS_IN_INT8 = ("SOFTMAX",)
+# Layers whose ops stay float in full-int8 artifacts, by a part of their ops' output names (their
+# ops are MUL, MEAN, ADD, which stay int8 elsewhere):
+# - `_l2norm` (SSD's C3/C4 L2 normalizations, `L2Normalization`, written as mean / rsqrt /
+#   products): XNNPACK runs them in float, 0.05-0.08 ms per 20x20x512 map; all-int8 the chain is
+#   4x further from float; the L2_NORMALIZATION op of the earlier form ran on LiteRT's builtin
+#   kernel in either type (float: 0.27 ms; docs/bench/l2norm_int8_ab.py).
+FLOAT_LAYERS_IN_INT8 = ("_l2norm",)
 
 
 class ExportError(RuntimeError):
@@ -81,7 +86,7 @@ def convert_tflite(
         converter.inference_output_type = INT8_OUTPUT
     try:
         if quantization == "int8":
-            return _int8_keeping_float(converter, FLOAT_OPS_IN_INT8, float_outputs)
+            return _int8_keeping_float(converter, FLOAT_OPS_IN_INT8, float_outputs, FLOAT_LAYERS_IN_INT8)
         return converter.convert()
     except Exception as err:  # the converter raises ConverterError and others
         raise ExportError(f"TFLite {quantization} conversion with builtin ops only failed: {err}") from None
@@ -97,10 +102,11 @@ def serve_input_dtype(saved_model: Path) -> tf.DType:
     return tf.dtypes.as_dtype(proto.meta_graphs[0].signature_def["serve"].inputs["image"].dtype)
 
 
-def _int8_keeping_float(converter, ops, float_outputs: bool = False) -> bytes:
-    """Full-int8 conversion (calibrated on the converter's representative dataset) with `ops` left
-    in float between DEQUANTIZE / QUANTIZE: TFLite's selective quantization, as
-    `tf.lite.experimental.QuantizationDebugger` does it. The calibrated ranges XNNPACK could not
+def _int8_keeping_float(converter, ops, float_outputs: bool = False, layers=()) -> bytes:
+    """Full-int8 conversion (calibrated on the converter's representative dataset) with `ops`, and
+    every op whose output's name holds one of `layers`, left in float between DEQUANTIZE /
+    QUANTIZE: TFLite's selective quantization, as `tf.lite.experimental.QuantizationDebugger`
+    does it. The calibrated ranges XNNPACK could not
     take (empty ones) are widened first (see `widen_ranges_for_xnnpack`). `float_outputs`: the
     outputs keep their float type (a DEQUANTIZE ends each); the image input is integer either way
     (uint8 stays uint8; a float image would stay float)."""
@@ -112,7 +118,18 @@ def _int8_keeping_float(converter, ops, float_outputs: bool = False) -> bytes:
     converter._experimental_calibrate_only = True  # the float graph with min/max per tensor
     calibrated, _ = widen_ranges_for_xnnpack(converter.convert())
     return mlir_quantize(calibrated, disable_per_channel=converter._experimental_disable_per_channel,
-                         fully_quantize=not float_outputs, denylisted_ops=list(ops))
+                         fully_quantize=not float_outputs, denylisted_ops=list(ops),
+                         denylisted_nodes=_op_outputs_named(calibrated, layers))
+
+
+def _op_outputs_named(model: bytes, parts) -> list[str]:
+    """The output tensor names (the quantizer's node names) of the ops of a .tflite flatbuffer
+    whose output's name holds one of `parts`."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    graph = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0)).subgraphs[0]
+    names = [graph.tensors[i].name.decode() for op in graph.operators for i in (op.outputs if op.outputs is not None else [])]
+    return [name for name in names if any(part in name for part in parts)]
 
 
 def write_atomic(path: Path, data: bytes) -> None:

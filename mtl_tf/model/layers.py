@@ -75,7 +75,10 @@ class L2Normalization(keras.layers.Layer):
         )
 
     def call(self, x):
-        return x * ops.rsqrt(ops.sum(ops.square(x), axis=-1, keepdims=True) + 1e-10) * self.scale
+        # mean(x * x) * C, not sum(x ** 2): TFLite's converter would fuse the sum form into its
+        # L2_NORMALIZATION op, which XNNPACK runs in neither float nor int8; these ops it runs.
+        channels = float(x.shape[-1])
+        return x * ops.rsqrt(ops.mean(x * x, axis=-1, keepdims=True) * channels + 1e-10) * self.scale
 
     def compute_output_shape(self, input_shape):
         return input_shape
