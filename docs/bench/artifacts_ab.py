@@ -20,13 +20,9 @@ RUNTIMES = ("tflite_fp32", "tflite_int8", "onnx")
 THREADS = 2
 
 
-def main() -> None:
-    folders = {"A": Path(sys.argv[1]), "B": Path(sys.argv[2])}
-    runs = int(sys.argv[3])
-    configure_tensorflow(THREADS)
-    tasks = sorted(p.stem for p in folders["A"].glob("*.keras") if p.stem not in (C.TRUNK, C.MULTITASK))
-    size = Interpreter(str(C.artifact(folders["A"], C.MULTITASK, "tflite_fp32"))).get_input_details()[0]["shape"][1:3]
-    image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+def compare(folders: dict, tasks: list[str], image: np.ndarray, runs: int, label: str = "artifacts") -> None:
+    """Time the detector, the naive set of `tasks` and the multitask model of each artifact folder
+    in `folders` ({way: folder}) round-robin, one runtime after the other; print a table."""
     runners = {}
     for runtime in RUNTIMES:
         for way, folder in folders.items():
@@ -35,12 +31,21 @@ def main() -> None:
             runners[runtime, way, "naive"] = sequence([run[t] for t in tasks])
             runners[runtime, way, "multitask"] = run[C.MULTITASK]
     p50 = {k: percentiles(v)["p50"] for k, v in round_robin_by_runtime(runners, runs, warmup=20, log=print).items()}
-    print("| runtime | artifacts | detector p50 ms | naive p50 ms | multitask p50 ms | naive / multitask |")
+    print(f"| runtime | {label} | detector p50 ms | naive p50 ms | multitask p50 ms | naive / multitask |")
     print("|---|---|---:|---:|---:|---:|")
     for runtime in RUNTIMES:
-        for way, folder in folders.items():
+        for way in folders:
             d, n, m = (p50[runtime, way, k] for k in ("detector", "naive", "multitask"))
-            print(f"| {runtime} | {way}: {folder.name} | {d:.2f} | {n:.2f} | {m:.2f} | {n / m:.3f}x |")
+            print(f"| {runtime} | {way} | {d:.2f} | {n:.2f} | {m:.2f} | {n / m:.3f}x |")
+
+
+def main() -> None:
+    old, new, runs = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+    configure_tensorflow(THREADS)
+    tasks = sorted(p.stem for p in old.glob("*.keras") if p.stem not in (C.TRUNK, C.MULTITASK))
+    size = Interpreter(str(C.artifact(old, C.MULTITASK, "tflite_fp32"))).get_input_details()[0]["shape"][1:3]
+    image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    compare({f"A: {old.name}": old, f"B: {new.name}": new}, tasks, image, runs)
 
 
 if __name__ == "__main__":

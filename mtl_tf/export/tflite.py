@@ -125,9 +125,7 @@ def _int8_keeping_float(converter, ops, float_outputs: bool = False, layers=()) 
 def _op_outputs_named(model: bytes, parts) -> list[str]:
     """The output tensor names (the quantizer's node names) of the ops of a .tflite flatbuffer
     whose output's name holds one of `parts`."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    graph = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0)).subgraphs[0]
+    graph = _parse_model(model)[1].subgraphs[0]
     names = [graph.tensors[i].name.decode() for op in graph.operators for i in (op.outputs if op.outputs is not None else [])]
     return [name for name in names if any(part in name for part in parts)]
 
@@ -178,9 +176,13 @@ def tflite_signature(path: Path) -> tuple[dict, dict]:
 
 
 def _read_model(path: Path):
+    return _parse_model(Path(path).read_bytes())
+
+
+def _parse_model(buf: bytes):
+    """(the flatbuffer schema module, the .tflite model `buf` as its object tree)."""
     from tensorflow.lite.python import schema_py_generated as schema
 
-    buf = Path(path).read_bytes()
     return schema, schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buf, 0))
 
 

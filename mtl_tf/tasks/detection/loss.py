@@ -76,7 +76,7 @@ def ssd_loss(
 
     y_true [B, A, 5]: encoded box targets and the target class (0 = background, < 0 = ignored:
     the anchor is neither object nor background, e.g. matched to a difficult box).
-    y_pred [B, A, 4 + C + 1]: the head's raw output (4 + C for "sigmoid_focal": no background).
+    y_pred [B, A, 4 + C + 1]: the head's raw output (4 + C for the sigmoid losses: no background).
     sample_weight [B]: 1 for images labelled for detection, 0 for the others; it weights
     every anchor term through Keras' per-element sample weights, so an unlabelled image
     contributes exactly zero loss and zero gradient.
